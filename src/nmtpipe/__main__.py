@@ -1,0 +1,3 @@
+from nmtpipe.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,257 @@
+"""params.yaml -> frozen, typed, validated config objects.
+
+Every key is declared here once, with its meaning, allowed values and default.
+Unknown keys, wrong types and out-of-range values are a ConfigError that names
+the key (and suggests the nearest known key for a typo).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nmtpipe.errors import ConfigError
+
+
+def param(default: Any, help: str, *, choices=None, min=None, max=None):  # noqa: A002
+    """Declare a config key: default, one-line meaning, allowed values or range."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = param("sample", "where the corpus comes from", choices=("sample", "url", "opus"))
+    url: str = param(
+        "",
+        "source=url: http(s) URL or local path of a .zip (Anki/manythings), a TSV (.gz ok), "
+        "or two line-aligned files written with a {lang} placeholder (corpus.{lang}.gz)",
+    )
+    sha256: str = param("", "expected sha256 of the downloaded file ('' = do not check)")
+    columns: tuple[str, ...] = param(
+        ("en", "es"), "language of each TSV column (the Anki/manythings layout is English first)"
+    )
+    corpus: str = param("", "source=opus: OPUS corpus name, e.g. Tatoeba")
+    release: str = param("latest", "source=opus: OPUS release")
+    src_lang: str = param("en", "source language code (translate from)")
+    tgt_lang: str = param("es", "target language code (translate into)")
+
+    def __post_init__(self):
+        if self.src_lang == self.tgt_lang:
+            raise ConfigError(f"data.src_lang and data.tgt_lang are both {self.src_lang!r}")
+        if self.source == "url" and not self.url:
+            raise ConfigError("data.url is empty but data.source is 'url'")
+        if self.source == "opus" and not self.corpus:
+            raise ConfigError("data.corpus is empty but data.source is 'opus'")
+        if self.sha256 and (len(self.sha256) != 64 or not _is_hex(self.sha256)):
+            raise ConfigError(f"data.sha256 must be 64 hex digits, got {self.sha256!r}")
+        needs_columns = self.source == "url" and "{lang}" not in self.url
+        if needs_columns and not {self.src_lang, self.tgt_lang} <= set(self.columns):
+            raise ConfigError(
+                f"data.columns {list(self.columns)} must name both data.src_lang "
+                f"{self.src_lang!r} and data.tgt_lang {self.tgt_lang!r}"
+            )
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    min_words: int = param(1, "drop pairs with a side shorter than this many words", min=1)
+    max_words: int = param(40, "drop pairs with a side longer than this many words", min=1)
+    max_chars: int = param(300, "drop pairs with a side longer than this many characters", min=1)
+    max_length_ratio: float = param(3.0, "drop pairs whose word-length ratio exceeds this", min=1.0)
+    src_script: str = param("Latin", "Unicode script expected in the source (CharacterScoreFilter)")
+    tgt_script: str = param("Latin", "Unicode script expected in the target")
+    min_script_ratio: float = param(
+        0.8, "minimum share of letters in the expected script", min=0.0, max=1.0
+    )
+    langid_threshold: float = param(
+        0.0, "drop pairs whose language-ID confidence is not above this", min=0.0, max=1.0
+    )
+    langid_languages: tuple[str, ...] = param(
+        (),
+        "languages language ID may choose from ([] = the pair's two languages; every extra "
+        "close language, e.g. pt or ca for es, costs real pairs on short sentences)",
+    )
+    langid_min_words: int = param(
+        4, "sides shorter than this many words skip language ID (unreliable there)", min=1
+    )
+    n_jobs: int = param(1, "parallel OpusFilter processes", min=1)
+
+    def __post_init__(self):
+        if self.min_words > self.max_words:
+            raise ConfigError(
+                f"clean.min_words ({self.min_words}) is above clean.max_words ({self.max_words})"
+            )
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    dev_size: float = param(150, "dev pairs: a count (>= 1) or a fraction of the corpus (< 1)", min=0)
+    test_size: float = param(
+        200, "test pairs: a count (>= 1) or a fraction of the corpus (< 1)", min=0
+    )
+    seed: int = param(1234, "seed of the grouped random split")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    model_type: str = param(
+        "unigram", "SentencePiece algorithm", choices=("unigram", "bpe", "char", "word")
+    )
+    src_vocab_size: int = param(1000, "source vocabulary size (incl. 4 special pieces)", min=8)
+    tgt_vocab_size: int = param(1000, "target vocabulary size (incl. 4 special pieces)", min=8)
+    character_coverage: float = param(
+        1.0, "share of characters covered by the vocabulary", min=0.9, max=1.0
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = param("lstm", "recurrent cell of encoder and decoder", choices=("lstm", "gru"))
+    embedding_dim: int = param(128, "size of the subword embeddings", min=1)
+    units: int = param(256, "decoder state size (the encoder matches it)", min=2)
+    bidirectional: bool = param(True, "bidirectional encoder (units/2 per direction)")
+    attention: str = param(
+        "luong", "attention over encoder outputs", choices=("none", "bahdanau", "luong")
+    )
+    luong_score: str = param("general", "attention=luong: score function", choices=("dot", "general"))
+    dropout: float = param(0.2, "dropout on embeddings and the attentional state", min=0.0, max=0.9)
+
+    def __post_init__(self):
+        if self.bidirectional and self.units % 2:
+            raise ConfigError(f"model.units must be even with model.bidirectional, got {self.units}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = param(40, "maximum number of epochs", min=1)
+    batch_size: int = param(64, "sentence pairs per batch", min=1)
+    learning_rate: float = param(0.002, "Adam learning rate", min=0.0)
+    clipnorm: float = param(1.0, "gradient norm clipping (0 = off)", min=0.0)
+    patience: int = param(5, "early stopping: epochs without dev-loss improvement", min=1)
+    max_src_len: int = param(64, "training pairs with more source pieces are skipped", min=1)
+    max_tgt_len: int = param(64, "training pairs with more target pieces are skipped", min=1)
+    seed: int = param(42, "seed of initialisation, dropout and shuffling")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int = param(64, "sentences decoded per batch", min=1)
+    max_len_ratio: float = param(
+        2.0, "decode at most max_len_ratio * source pieces + 10 target pieces", min=0.1
+    )
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig = field(default_factory=DataConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _unknown_key(name: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(name.split(".")[-1], known, n=1)
+    prefix = name.rsplit(".", 1)[0] + "." if "." in name else ""
+    hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown params key {name!r}{hint}")
+
+
+def _check_value(key: str, value: Any, kind: Any, meta: dict) -> Any:
+    """Check one value against its declared type and range; return it normalised."""
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"params key {key!r} must be a list of strings, got {value!r}")
+        return tuple(value)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[kind]
+    if not ok:
+        raise ConfigError(f"params key {key!r} must be {kind.__name__}, got {value!r}")
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"params key {key!r} must be one of {list(meta['choices'])}, got {value!r}")
+    if meta["min"] is not None and value < meta["min"]:
+        raise ConfigError(f"params key {key!r} must be >= {meta['min']}, got {value!r}")
+    if meta["max"] is not None and value > meta["max"]:
+        raise ConfigError(f"params key {key!r} must be <= {meta['max']}, got {value!r}")
+    return value
+
+
+def parse_section(cls: type, raw: Any, section: str):
+    """Build the frozen config object `cls` from the mapping `raw` of params.yaml."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params section {section!r} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        name = f"{section}.{key}"
+        if key not in fields:
+            raise _unknown_key(name, list(fields))
+        values[key] = _check_value(name, value, hints[key], fields[key].metadata)
+    return cls(**values)
+
+
+def params_from_dict(raw: Any) -> Params:
+    """Validate a whole params mapping (as read from params.yaml)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("params.yaml must be a mapping of sections")
+    sections = {f.name: f for f in dataclasses.fields(Params)}
+    hints = typing.get_type_hints(Params)
+    parsed = {}
+    for name, value in raw.items():
+        if name not in sections:
+            raise _unknown_key(str(name), list(sections))
+        parsed[name] = parse_section(hints[name], value, name)
+    return Params(**parsed)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; a ConfigError names the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where}: {problem}") from None
+    try:
+        return params_from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def to_dict(config) -> dict:
+    """A config object as plain JSON-able data (tuples become lists)."""
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in dataclasses.asdict(config).items()
+    }

@@ -1,0 +1,78 @@
+"""SentencePiece subword models: training (byte-reproducible) and loading."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import sentencepiece as spm
+
+from nmtpipe.config import TokenizerConfig
+from nmtpipe.errors import DataError, ModelError
+from nmtpipe.fileio import atomic_dir, read_lines
+
+log = logging.getLogger(__name__)
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+# Thread count changes the unigram model: fixed, so every machine gets the same bytes.
+NUM_THREADS = 1
+SIDES = ("src", "tgt")
+
+
+def train_sentencepiece(sentences: list[str], vocab_size: int, cfg: TokenizerConfig) -> bytes:
+    """Train one SentencePiece model from memory and return its serialized bytes.
+
+    Training from an iterator (not a file path) keeps input paths out of the
+    model, so the bytes depend only on the sentences and the options.
+    """
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=model,
+            model_type=cfg.model_type,
+            vocab_size=vocab_size,
+            character_coverage=cfg.character_coverage,
+            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            num_threads=NUM_THREADS,
+            input_sentence_size=0,  # use every sentence: sampling is not reproducible
+            minloglevel=2,
+        )
+    except RuntimeError as err:
+        raise DataError(f"SentencePiece training failed: {str(err).splitlines()[-1]}") from None
+    return model.getvalue()
+
+
+def train_tokenizers(split_dir: Path, cfg: TokenizerConfig, out_dir: Path) -> dict[str, int]:
+    """Train src.model and tgt.model on the training split; return their vocab sizes."""
+    sizes = {"src": cfg.src_vocab_size, "tgt": cfg.tgt_vocab_size}
+    with atomic_dir(out_dir) as tmp:
+        for side in SIDES:
+            try:
+                sentences = read_lines(split_dir / f"train.{side}")
+            except FileNotFoundError as err:
+                raise DataError(f"{err.filename}: training split not found (run split)") from None
+            log.info("training %s tokenizer on %d sentences", side, len(sentences))
+            try:
+                model = train_sentencepiece(sentences, sizes[side], cfg)
+            except DataError as err:
+                raise DataError(f"tokenizer.{side}_vocab_size={sizes[side]}: {err}") from None
+            (tmp / f"{side}.model").write_bytes(model)
+            processor = spm.SentencePieceProcessor(model_proto=model)
+            vocab = (f"{processor.id_to_piece(i)}\t{processor.get_score(i)}"
+                     for i in range(processor.get_piece_size()))
+            (tmp / f"{side}.vocab").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return sizes
+
+
+def load_tokenizer(path: Path) -> spm.SentencePieceProcessor:
+    """Load a SentencePiece model; a missing or corrupt file is a ModelError."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: tokenizer model not found") from None
+    try:
+        return spm.SentencePieceProcessor(model_proto=data)
+    except RuntimeError:
+        raise ModelError(f"{path}: not a valid SentencePiece model") from None
