@@ -15,3 +15,9 @@ class DataError(NmtpipeError):
 
 class ModelError(NmtpipeError):
     """A missing or incompatible trained model."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (library messages can span many)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -22,8 +22,13 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def progress(iterable=None, **kwargs):
-    """A tqdm progress bar on stderr: on for terminals, forced by NMTPIPE_PROGRESS=1|0."""
+def progress_enabled() -> bool:
+    """Progress bars: on for terminals; NMTPIPE_PROGRESS=1 or 0 forces them on or off."""
     setting = os.environ.get("NMTPIPE_PROGRESS", "")
-    disable = {"0": True, "1": False}.get(setting)  # None: only when stderr is a terminal
-    return tqdm(iterable, disable=disable, file=sys.stderr, dynamic_ncols=True, **kwargs)
+    return {"0": False, "1": True}.get(setting, sys.stderr.isatty())
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar on stderr, shown when progress_enabled()."""
+    return tqdm(iterable, disable=not progress_enabled(), file=sys.stderr, dynamic_ncols=True,
+                **kwargs)

@@ -1,0 +1,57 @@
+"""The `nmtpipe` command: the pipeline stages (run by `dvc repro`) and `translate`."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import os
+import sys
+
+from nmtpipe import __version__
+from nmtpipe.errors import NmtpipeError, first_line
+from nmtpipe.logs import setup_logging
+
+COMMANDS = {
+    "download": ("nmtpipe.stages.download", "stage: fetch the corpus named in params.yaml"),
+    "clean": ("nmtpipe.stages.clean", "stage: OpusFilter cleaning"),
+    "split": ("nmtpipe.stages.split", "stage: grouped train/dev/test split"),
+    "tokenize": ("nmtpipe.stages.tokenize", "stage: SentencePiece tokenizers"),
+    "train": ("nmtpipe.stages.train", "stage: train the attention model"),
+    "evaluate": ("nmtpipe.stages.evaluate", "stage: BLEU/chrF/TER on the test split"),
+    "translate": ("nmtpipe.translate", "translate stdin (or --input) with a trained model"),
+}
+
+
+def usage() -> str:
+    rows = "\n".join(f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items())
+    return (f"usage: nmtpipe COMMAND [options]   (nmtpipe COMMAND --help for its options)\n\n"
+            f"commands:\n{rows}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        (sys.stdout if argv else sys.stderr).write(usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"nmtpipe {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        sys.stderr.write(f"nmtpipe: error: unknown command {command!r}{hint}\n")
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+    setup_logging(verbose=os.environ.get("NMTPIPE_VERBOSE") == "1")
+    try:
+        importlib.import_module(COMMANDS[command][0]).main(rest)
+    except NmtpipeError as err:
+        sys.stderr.write(f"nmtpipe {command}: error: {first_line(err)}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(f"nmtpipe {command}: interrupted\n")
+        return 130
+    logging.shutdown()
+    return 0

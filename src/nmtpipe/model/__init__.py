@@ -1,0 +1,1 @@
+"""Keras layers, the encoder-decoder, decoding and the model directory format."""

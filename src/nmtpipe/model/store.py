@@ -1,0 +1,58 @@
+"""The trained-model directory: everything translation needs, nothing else.
+
+    model.keras   the Keras encoder-decoder (weights + architecture)
+    config.json   resolved config: language pair, vocab sizes, model/train params
+    src.model     SentencePiece source tokenizer
+    tgt.model     SentencePiece target tokenizer
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from nmtpipe.errors import ModelError, first_line
+from nmtpipe.fileio import write_json
+from nmtpipe.tokenizer import load_tokenizer
+
+MODEL_FILE, CONFIG_FILE = "model.keras", "config.json"
+TOKENIZER_FILES = ("src.model", "tgt.model")
+
+
+@dataclass
+class TrainedModel:
+    model: object  # nmtpipe.model.seq2seq.Seq2Seq
+    config: dict
+    sp_src: object  # sentencepiece.SentencePieceProcessor
+    sp_tgt: object
+
+
+def save_model_dir(out_dir: Path, model, config: dict, tokenizer_dir: Path) -> None:
+    """Write model, resolved config and tokenizers into out_dir (an existing, empty dir)."""
+    model.save(out_dir / MODEL_FILE)
+    write_json(out_dir / CONFIG_FILE, config)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(tokenizer_dir / name, out_dir / name)
+
+
+def load_model_dir(model_dir: Path) -> TrainedModel:
+    """Load a model directory; a missing or broken part is a one-line ModelError."""
+    import keras
+
+    import nmtpipe.model.seq2seq  # noqa: F401  (registers the custom layers)
+
+    model_dir = Path(model_dir)
+    if not (model_dir / MODEL_FILE).is_file():
+        raise ModelError(f"{model_dir / MODEL_FILE}: trained model not found (run `dvc repro`)")
+    try:
+        config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError) as err:
+        raise ModelError(f"{model_dir / CONFIG_FILE}: missing or invalid ({first_line(err)})") from None
+    try:
+        model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False, safe_mode=True)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelError(f"{model_dir / MODEL_FILE}: cannot load model ({first_line(err)})") from None
+    sp_src, sp_tgt = (load_tokenizer(model_dir / name) for name in TOKENIZER_FILES)
+    return TrainedModel(model, config, sp_src, sp_tgt)

@@ -1,0 +1,54 @@
+"""`nmtpipe translate`: one translation per input line, order kept."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from nmtpipe.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def read_input(path: Path | None) -> list[str]:
+    """Lines of a file or of stdin; invalid UTF-8 is replaced (with a warning), not fatal."""
+    try:
+        data = path.read_bytes() if path else sys.stdin.buffer.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: input file not found") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        log.warning("input is not valid UTF-8 (byte %d): undecodable bytes replaced", err.start)
+        text = data.decode("utf-8", errors="replace")
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    return [line.removesuffix("\r") for line in lines]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="nmtpipe translate",
+        description="Translate sentences (one per line) from stdin or --input to stdout.",
+    )
+    parser.add_argument("--model", type=Path, default=Path("data/model"),
+                        help="trained model directory (default: data/model)")
+    parser.add_argument("--input", type=Path, help="file to translate (default: stdin)")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    parser.add_argument("--max-len-ratio", type=float, default=2.0,
+                        help="at most this many target pieces per source piece, plus 10")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+
+    from nmtpipe.model.decoding import translate_sentences
+    from nmtpipe.model.store import load_model_dir
+
+    trained = load_model_dir(args.model)  # fails fast, before reading a long stdin
+    lines = read_input(args.input)
+    for hyp in translate_sentences(trained, lines, args.batch_size, args.max_len_ratio):
+        sys.stdout.write(hyp + "\n")
+    sys.stdout.flush()
