@@ -1,0 +1,34 @@
+# Set-up and everyday commands. Every target creates the virtual environment first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: install run test check format clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install nmtpipe with its dependencies
+
+run: install  ## run the whole pipeline (dvc repro) with params.yaml
+	dvc repro
+
+test: install  ## run the test suite
+	pytest
+
+check: install  ## lint and format check
+	ruff check src tests
+	ruff format --check src tests
+
+format: install
+	ruff format src tests
+	ruff check --fix src tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny real data taken from the embedded sample corpus."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nmtpipe.corpus.download import sample_path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("NMTPIPE_PROGRESS", "0")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def sample_pairs(n: int | None = None) -> list[tuple[str, str]]:
+    """The first n pairs of the embedded corpus (English, Spanish)."""
+    lines = sample_path().read_text(encoding="utf-8").splitlines()
+    return [tuple(line.split("\t")) for line in lines[:n]]
+
+
+@pytest.fixture
+def tiny_tsv(tmp_path) -> Path:
+    """A 400-pair English<TAB>Spanish file."""
+    path = tmp_path / "tiny.tsv"
+    path.write_text("".join(f"{en}\t{es}\n" for en, es in sample_pairs(400)), encoding="utf-8")
+    return path
+
+
+def run_nmtpipe(*args: str, cwd: Path | None = None, stdin: bytes | None = None,
+                env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the `nmtpipe` command in a fresh process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "nmtpipe", *args], cwd=cwd, input=stdin, capture_output=True,
+        env={**os.environ, **(env or {})}, timeout=600,
+    )

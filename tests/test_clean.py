@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from nmtpipe.config import CleanConfig, DataConfig
+from nmtpipe.corpus.clean import clean_corpus
+from nmtpipe.errors import ConfigError, DataError
+
+from .conftest import ROOT, sample_pairs
+
+FILTERS = ROOT / "pipeline" / "opusfilter.yaml"
+
+
+def write_raw(raw, pairs):
+    raw.mkdir()
+    (raw / "src.txt").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    (raw / "tgt.txt").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+
+
+def run_clean(tmp_path, pairs, cfg=CleanConfig()):
+    write_raw(tmp_path / "raw", pairs)
+    report = clean_corpus(tmp_path / "raw", FILTERS, cfg, DataConfig(), tmp_path / "clean",
+                          tmp_path / "clean.json")
+    src = (tmp_path / "clean/src.txt").read_text(encoding="utf-8").splitlines()
+    tgt = (tmp_path / "clean/tgt.txt").read_text(encoding="utf-8").splitlines()
+    return report, list(zip(src, tgt, strict=True))
+
+
+def test_each_filter_removes_its_pairs_and_is_counted(tmp_path):
+    good = sample_pairs(50)
+    dirty = [
+        good[0],  # exact duplicate
+        ("Cafe\u0301   con  leche.", "Cafe\u0301 con leche."),  # normalised, kept
+        ("One two three four five six seven eight nine ten eleven.", "Uno."),  # ratio
+        ("Привет, как дела?", "Hola, ¿qué tal?"),  # script
+        ("<b>Bold</b> text here.", "Texto en negrita."),  # html
+        ("This sentence is clearly written in English.", "This one is English as well, sadly."),
+    ]
+    report, kept = run_clean(tmp_path, good + dirty)
+    assert ("Café con leche.", "Café con leche.") in kept
+    assert not set(dirty[2:]) & set(kept) and kept.count(good[0]) == 1
+    assert report["pairs_in"] == 56 and report["pairs_out"] == len(kept) >= 48
+    assert report["removed"]["duplicates"] == 1
+    assert report["removed"]["length_ratio"] == 1
+    assert report["removed"]["script"] == 1
+    assert report["removed"]["html"] == 1
+    assert report["removed"]["langid"] >= 1  # langid also doubts a few short real pairs
+    assert report["pairs_in"] - sum(report["removed"].values()) == report["pairs_out"]
+    assert json.loads((tmp_path / "clean.json").read_text()) == report
+
+
+def test_thresholds_come_from_params(tmp_path):
+    _, kept = run_clean(tmp_path, sample_pairs(100), CleanConfig(max_words=4))
+    assert kept and all(len(s.split()) <= 4 and len(t.split()) <= 4 for s, t in kept)
+
+
+def test_cleaning_everything_away_is_an_error_without_output(tmp_path):
+    with pytest.raises(DataError, match="cleaning removed every pair"):
+        run_clean(tmp_path, [("<p>x</p>", "<p>y</p>")] * 3)
+    assert not (tmp_path / "clean").exists() and not (tmp_path / "clean.json").exists()
+
+
+def test_langid_languages_must_include_the_pair(tmp_path):
+    with pytest.raises(ConfigError, match=r"must include \['es'\]"):
+        run_clean(tmp_path, sample_pairs(5), CleanConfig(langid_languages=("en", "fr")))

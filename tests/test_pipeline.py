@@ -1,0 +1,128 @@
+"""Smoke test: the real `dvc repro` of the whole pipeline on 400 pairs with a tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import ROOT, run_nmtpipe
+
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", "src", ".dvc/config", ".gitignore")
+TINY = {
+    "split": {"dev_size": 40, "test_size": 40},
+    "tokenizer": {"src_vocab_size": 200, "tgt_vocab_size": 200},
+    "model": {"embedding_dim": 16, "units": 32},
+    "train": {"epochs": 2, "batch_size": 32},
+}
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", output))
+
+
+def lock_outs(repo: Path) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values()
+            for out in stage.get("outs", [])}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, ):
+    """A git+DVC copy of the project whose params point at a 400-pair corpus."""
+    repo = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        src, dest = ROOT / name, repo / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(src, dest)
+    corpus = repo.parent / "tiny.tsv"
+    from .conftest import sample_pairs
+    corpus.write_text("".join(f"{en}\t{es}\n" for en, es in sample_pairs(400)), encoding="utf-8")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(source="url", url=str(corpus))
+    for section, values in TINY.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], repo)
+    return repo
+
+
+def test_repro_runs_every_stage_and_writes_every_output(repo):
+    result = run(["dvc", "repro"], repo)
+    assert stages_run(result.stdout) == {"download", "clean", "split", "tokenize", "train",
+                                         "evaluate"}
+    assert json.loads((repo / "data/raw/manifest.json").read_text())["pairs"] == 400
+    clean = json.loads((repo / "reports/clean.json").read_text())
+    assert clean["pairs_in"] == 400 and clean["pairs_out"] > 350
+    sizes = json.loads((repo / "data/split/sizes.json").read_text())
+    assert sum(sizes.values()) == clean["pairs_out"] and sizes["test"] >= 40
+    for name in ("src.model", "tgt.model", "src.vocab", "tgt.vocab"):
+        assert (repo / "data/tokenizers" / name).stat().st_size > 0
+    for name in ("model.keras", "config.json", "src.model", "tgt.model"):
+        assert (repo / "data/model" / name).stat().st_size > 0
+    train = json.loads((repo / "reports/train/metrics.json").read_text())
+    assert train["epochs_run"] == 2 and train["train_pairs"] == sizes["train"]
+    loss_curve = (repo / "reports/train/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert len(loss_curve) == 3  # header + 2 epochs
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert {"bleu", "chrf", "ter", "copy_source_bleu"} <= set(metrics)
+    assert metrics["signature"]["bleu"].startswith("nrefs:")
+    hyps = (repo / "reports/eval/hypotheses.txt").read_text().splitlines()
+    assert len(hyps) == metrics["test_sentences"]
+    assert "Translation report (en -> es)" in (repo / "reports/eval/report.md").read_text()
+    assert not list(repo.rglob(".*.tmp-*"))
+
+
+def test_second_repro_runs_nothing(repo):
+    assert "Data and pipelines are up to date." in run(["dvc", "repro"], repo).stdout
+
+
+def test_rerun_from_scratch_is_identical(repo):
+    before = lock_outs(repo)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    hyps = (repo / "reports/eval/hypotheses.txt").read_bytes()
+    run(["dvc", "repro", "--force"], repo)
+    after = lock_outs(repo)
+    for path in ("data/raw", "data/clean", "data/split", "data/tokenizers"):
+        assert before[path] == after[path], path
+    again = json.loads((repo / "reports/metrics.json").read_text())
+    assert (again["bleu"], again["chrf"], again["ter"]) == (
+        metrics["bleu"], metrics["chrf"], metrics["ter"])
+    assert (repo / "reports/eval/hypotheses.txt").read_bytes() == hyps
+
+
+def test_translate_with_the_trained_model(repo):
+    result = run_nmtpipe("translate", "--model", str(repo / "data/model"),
+                         stdin="Where is the station?\n\nI like coffee.\n".encode())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("evaluate.batch_size=8", {"evaluate"}),
+    ("train.learning_rate=0.003", {"train", "evaluate"}),
+    ("clean.max_words=8", {"clean", "split", "tokenize", "train", "evaluate"}),
+])
+def test_a_param_change_reruns_only_what_depends_on_it(repo, change, expected):
+    result = run(["dvc", "exp", "run", "-S", change], repo)
+    assert stages_run(result.stdout) == expected

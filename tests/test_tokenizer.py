@@ -1,0 +1,53 @@
+import pytest
+
+from nmtpipe.config import TokenizerConfig
+from nmtpipe.errors import DataError, ModelError
+from nmtpipe.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, load_tokenizer, train_tokenizers
+
+from .conftest import sample_pairs
+
+
+@pytest.fixture
+def split_dir(tmp_path):
+    split = tmp_path / "split"
+    split.mkdir()
+    pairs = sample_pairs(800)
+    (split / "train.src").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    (split / "train.tgt").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+    return split
+
+
+def test_special_ids_and_round_trip(split_dir, tmp_path):
+    train_tokenizers(split_dir, TokenizerConfig(src_vocab_size=300, tgt_vocab_size=350),
+                     tmp_path / "tok")
+    sp_src, sp_tgt = load_tokenizer(tmp_path / "tok/src.model"), load_tokenizer(tmp_path / "tok/tgt.model")
+    assert (sp_src.get_piece_size(), sp_tgt.get_piece_size()) == (300, 350)
+    assert (sp_tgt.pad_id(), sp_tgt.unk_id(), sp_tgt.bos_id(), sp_tgt.eos_id()) == (
+        PAD_ID, UNK_ID, BOS_ID, EOS_ID)
+    text = "¿Dónde está la estación?"
+    ids = sp_tgt.encode(text)
+    assert PAD_ID not in ids and sp_tgt.decode(ids) == text
+    assert (tmp_path / "tok/src.vocab").read_text().splitlines()[0] == "<pad>\t0.0"
+
+
+def test_byte_identical_when_trained_twice_elsewhere(split_dir, tmp_path):
+    cfg = TokenizerConfig(src_vocab_size=300, tgt_vocab_size=300)
+    train_tokenizers(split_dir, cfg, tmp_path / "a")
+    moved = tmp_path / "elsewhere" / "split"
+    moved.parent.mkdir()
+    split_dir.rename(moved)
+    train_tokenizers(moved, cfg, tmp_path / "b")
+    for name in ("src.model", "tgt.model", "src.vocab", "tgt.vocab"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_vocab_too_large_for_the_corpus(split_dir, tmp_path):
+    with pytest.raises(DataError, match="tokenizer.src_vocab_size=50000: .*[Vv]ocabulary size"):
+        train_tokenizers(split_dir, TokenizerConfig(src_vocab_size=50000), tmp_path / "tok")
+    assert not (tmp_path / "tok").exists()
+
+
+def test_corrupt_model_file(tmp_path):
+    (tmp_path / "bad.model").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a valid SentencePiece model"):
+        load_tokenizer(tmp_path / "bad.model")
