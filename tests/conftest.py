@@ -31,10 +31,15 @@ def tiny_tsv(tmp_path) -> Path:
     return path
 
 
-def run_nmtpipe(*args: str, cwd: Path | None = None, stdin: bytes | None = None,
-                env: dict | None = None) -> subprocess.CompletedProcess:
+def run_nmtpipe(
+    *args: str, cwd: Path | None = None, stdin: bytes | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the `nmtpipe` command in a fresh process, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "nmtpipe", *args], cwd=cwd, input=stdin, capture_output=True,
-        env={**os.environ, **(env or {})}, timeout=600,
+        [sys.executable, "-m", "nmtpipe", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
     )

@@ -17,10 +17,12 @@ def write_raw(raw, pairs):
     (raw / "tgt.txt").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
 
 
-def run_clean(tmp_path, pairs, cfg=CleanConfig()):
+def run_clean(tmp_path, pairs, cfg=None):
     write_raw(tmp_path / "raw", pairs)
-    report = clean_corpus(tmp_path / "raw", FILTERS, cfg, DataConfig(), tmp_path / "clean",
-                          tmp_path / "clean.json")
+    cfg = cfg or CleanConfig()
+    report = clean_corpus(
+        tmp_path / "raw", FILTERS, cfg, DataConfig(), tmp_path / "clean", tmp_path / "clean.json"
+    )
     src = (tmp_path / "clean/src.txt").read_text(encoding="utf-8").splitlines()
     tgt = (tmp_path / "clean/tgt.txt").read_text(encoding="utf-8").splitlines()
     return report, list(zip(src, tgt, strict=True))

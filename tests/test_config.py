@@ -18,22 +18,28 @@ def test_empty_sections_take_defaults():
     assert params_from_dict({"train": None}) == Params()
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"train": {"epoch": 3}}, "unknown params key 'train.epoch' (did you mean 'train.epochs'?)"),
-    ({"trian": {}}, "unknown params key 'trian' (did you mean 'train'?)"),
-    ({"train": {"epochs": "ten"}}, "'train.epochs' must be int, got 'ten'"),
-    ({"train": {"epochs": True}}, "'train.epochs' must be int"),
-    ({"tokenizer": {"src_vocab_size": -5}}, "'tokenizer.src_vocab_size' must be >= 8, got -5"),
-    ({"model": {"attention": "cosine"}}, "must be one of ['none', 'bahdanau', 'luong']"),
-    ({"model": {"dropout": 1.5}}, "'model.dropout' must be <= 0.9"),
-    ({"data": {"src_lang": "es"}}, "data.src_lang and data.tgt_lang are both 'es'"),
-    ({"data": {"source": "url"}}, "data.url is empty"),
-    ({"data": {"columns": "en"}}, "'data.columns' must be a list of strings"),
-    ({"data": {"sha256": "abc"}}, "data.sha256 must be 64 hex digits"),
-    ({"clean": {"min_words": 5, "max_words": 2}}, "clean.min_words (5) is above"),
-    ({"model": {"units": 15}}, "model.units must be even"),
-    (["a"], "params.yaml must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"train": {"epoch": 3}},
+            "unknown params key 'train.epoch' (did you mean 'train.epochs'?)",
+        ),
+        ({"trian": {}}, "unknown params key 'trian' (did you mean 'train'?)"),
+        ({"train": {"epochs": "ten"}}, "'train.epochs' must be int, got 'ten'"),
+        ({"train": {"epochs": True}}, "'train.epochs' must be int"),
+        ({"tokenizer": {"src_vocab_size": -5}}, "'tokenizer.src_vocab_size' must be >= 8, got -5"),
+        ({"model": {"attention": "cosine"}}, "must be one of ['none', 'bahdanau', 'luong']"),
+        ({"model": {"dropout": 1.5}}, "'model.dropout' must be <= 0.9"),
+        ({"data": {"src_lang": "es"}}, "data.src_lang and data.tgt_lang are both 'es'"),
+        ({"data": {"source": "url"}}, "data.url is empty"),
+        ({"data": {"columns": "en"}}, "'data.columns' must be a list of strings"),
+        ({"data": {"sha256": "abc"}}, "data.sha256 must be 64 hex digits"),
+        ({"clean": {"min_words": 5, "max_words": 2}}, "clean.min_words (5) is above"),
+        ({"model": {"units": 15}}, "model.units must be even"),
+        (["a"], "params.yaml must be a mapping"),
+    ],
+)
 def test_invalid_params_name_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
         params_from_dict(raw)

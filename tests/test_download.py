@@ -37,14 +37,19 @@ def test_sample_source_writes_aligned_files_and_manifest(tmp_path):
     assert manifest["pairs"] == len(pairs) > 2000
     on_disk = json.loads((tmp_path / "raw" / "manifest.json").read_text())
     assert on_disk == manifest
-    assert on_disk["src_sha256"] == hashlib.sha256((tmp_path / "raw/src.txt").read_bytes()).hexdigest()
+    assert (
+        on_disk["src_sha256"] == hashlib.sha256((tmp_path / "raw/src.txt").read_bytes()).hexdigest()
+    )
 
 
 def test_anki_zip_with_attribution_and_reverse_direction(tmp_path):
-    archive = anki_zip(tmp_path / "spa-eng.zip", [
-        "Go.\tVe.\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM)",
-        "Thank you.\tGracias.\tCC-BY 2.0 (France) Attribution: tatoeba.org #1 (x)",
-    ])
+    archive = anki_zip(
+        tmp_path / "spa-eng.zip",
+        [
+            "Go.\tVe.\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM)",
+            "Thank you.\tGracias.\tCC-BY 2.0 (France) Attribution: tatoeba.org #1 (x)",
+        ],
+    )
     download_corpus(url_config(archive, src_lang="es", tgt_lang="en"), tmp_path / "raw")
     assert read_out(tmp_path / "raw") == [("Ve.", "Go."), ("Gracias.", "Thank you.")]
 
@@ -125,3 +130,8 @@ def test_bad_source_settings():
         download_corpus(url_config("ftp://example.org/x.zip"), Path("/nonexistent/raw"))
     with pytest.raises(ConfigError, match="'sample' is English-Spanish"):
         download_corpus(DataConfig(tgt_lang="fr", columns=("en", "fr")), Path("/nonexistent/raw"))
+
+
+def test_direction_is_a_param(tmp_path):
+    download_corpus(DataConfig(src_lang="es", tgt_lang="en"), tmp_path / "raw")
+    assert read_out(tmp_path / "raw")[:3] == [(es, en) for en, es in sample_pairs(3)]

@@ -10,8 +10,15 @@ ATTENTIONS = [("luong", "general"), ("luong", "dot"), ("bahdanau", "general"), (
 
 
 def tiny(attention="luong", luong_score="general", cell="lstm", bidirectional=True):
-    cfg = ModelConfig(cell=cell, embedding_dim=8, units=16, bidirectional=bidirectional,
-                      attention=attention, luong_score=luong_score, dropout=0.0)
+    cfg = ModelConfig(
+        cell=cell,
+        embedding_dim=8,
+        units=16,
+        bidirectional=bidirectional,
+        attention=attention,
+        luong_score=luong_score,
+        dropout=0.0,
+    )
     return build_model(cfg, src_vocab_size=30, tgt_vocab_size=40)
 
 
@@ -23,7 +30,9 @@ def batch(seed=0):
     return src, tgt_in
 
 
-@pytest.mark.parametrize("kind, score", [("luong", "general"), ("luong", "dot"), ("bahdanau", "general")])
+@pytest.mark.parametrize(
+    "kind, score", [("luong", "general"), ("luong", "dot"), ("bahdanau", "general")]
+)
 def test_attention_weights_are_distributions_that_ignore_padding(kind, score):
     layer = Attention(4, kind, score)
     rng = np.random.default_rng(1)

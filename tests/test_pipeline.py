@@ -37,12 +37,17 @@ def stages_run(output: str) -> set[str]:
 
 def lock_outs(repo: Path) -> dict[str, str]:
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values()
-            for out in stage.get("outs", [])}
+    return {
+        out["path"]: out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+    }
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, ):
+def repo(
+    tmp_path_factory,
+):
     """A git+DVC copy of the project whose params point at a 400-pair corpus."""
     repo = tmp_path_factory.mktemp("project")
     for name in PROJECT_FILES:
@@ -54,6 +59,7 @@ def repo(tmp_path_factory, ):
             shutil.copy(src, dest)
     corpus = repo.parent / "tiny.tsv"
     from .conftest import sample_pairs
+
     corpus.write_text("".join(f"{en}\t{es}\n" for en, es in sample_pairs(400)), encoding="utf-8")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"].update(source="url", url=str(corpus))
@@ -68,8 +74,14 @@ def repo(tmp_path_factory, ):
 
 def test_repro_runs_every_stage_and_writes_every_output(repo):
     result = run(["dvc", "repro"], repo)
-    assert stages_run(result.stdout) == {"download", "clean", "split", "tokenize", "train",
-                                         "evaluate"}
+    assert stages_run(result.stdout) == {
+        "download",
+        "clean",
+        "split",
+        "tokenize",
+        "train",
+        "evaluate",
+    }
     assert json.loads((repo / "data/raw/manifest.json").read_text())["pairs"] == 400
     clean = json.loads((repo / "reports/clean.json").read_text())
     assert clean["pairs_in"] == 400 and clean["pairs_out"] > 350
@@ -106,23 +118,33 @@ def test_rerun_from_scratch_is_identical(repo):
         assert before[path] == after[path], path
     again = json.loads((repo / "reports/metrics.json").read_text())
     assert (again["bleu"], again["chrf"], again["ter"]) == (
-        metrics["bleu"], metrics["chrf"], metrics["ter"])
+        metrics["bleu"],
+        metrics["chrf"],
+        metrics["ter"],
+    )
     assert (repo / "reports/eval/hypotheses.txt").read_bytes() == hyps
 
 
 def test_translate_with_the_trained_model(repo):
-    result = run_nmtpipe("translate", "--model", str(repo / "data/model"),
-                         stdin="Where is the station?\n\nI like coffee.\n".encode())
+    result = run_nmtpipe(
+        "translate",
+        "--model",
+        str(repo / "data/model"),
+        stdin=b"Where is the station?\n\nI like coffee.\n",
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().split("\n")
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
 
 
-@pytest.mark.parametrize("change, expected", [
-    ("evaluate.batch_size=8", {"evaluate"}),
-    ("train.learning_rate=0.003", {"train", "evaluate"}),
-    ("clean.max_words=8", {"clean", "split", "tokenize", "train", "evaluate"}),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ("evaluate.batch_size=8", {"evaluate"}),
+        ("train.learning_rate=0.003", {"train", "evaluate"}),
+        ("clean.max_words=8", {"clean", "split", "tokenize", "train", "evaluate"}),
+    ],
+)
 def test_a_param_change_reruns_only_what_depends_on_it(repo, change, expected):
     result = run(["dvc", "exp", "run", "-S", change], repo)
     assert stages_run(result.stdout) == expected

@@ -19,16 +19,22 @@ def read_split(out, name):
 
 def test_group_key_ignores_case_punctuation_and_spacing():
     assert group_key("Where is the station?") == group_key("where is  the station")
-    assert group_key("It's late.") == group_key("its late") or group_key("It's late.") == "it s late"
+    assert (
+        group_key("It's late.") == group_key("its late") or group_key("It's late.") == "it s late"
+    )
 
 
 def test_split_sizes_grouping_and_determinism(tmp_path):
     pairs = sample_pairs(600)
-    variants = [("Where is the station?", "¿Dónde está la estación?"),
-                ("where is the station", "¿Dónde queda la estación?"),
-                ("Where is the station!", "¿Dónde está la estación de tren?")]
+    variants = [
+        ("Where is the station?", "¿Dónde está la estación?"),
+        ("where is the station", "¿Dónde queda la estación?"),
+        ("Where is the station!", "¿Dónde está la estación de tren?"),
+    ]
     write_clean(tmp_path / "clean", pairs + variants)
-    sizes = split_corpus(tmp_path / "clean", SplitConfig(dev_size=50, test_size=0.1), tmp_path / "a")
+    sizes = split_corpus(
+        tmp_path / "clean", SplitConfig(dev_size=50, test_size=0.1), tmp_path / "a"
+    )
     assert sum(sizes.values()) == 603
     assert 60 <= sizes["test"] <= 63 and 50 <= sizes["dev"] <= 53
     splits = {name: read_split(tmp_path / "a", name) for name in ("train", "dev", "test")}
@@ -40,7 +46,9 @@ def test_split_sizes_grouping_and_determinism(tmp_path):
     split_corpus(tmp_path / "clean", SplitConfig(dev_size=50, test_size=0.1), tmp_path / "b")
     for name in ("train.src", "train.tgt", "dev.tgt", "test.src", "test.tgt"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    split_corpus(tmp_path / "clean", SplitConfig(dev_size=50, test_size=0.1, seed=7), tmp_path / "c")
+    split_corpus(
+        tmp_path / "clean", SplitConfig(dev_size=50, test_size=0.1, seed=7), tmp_path / "c"
+    )
     assert read_split(tmp_path / "c", "test") != splits["test"]
 
 

@@ -18,12 +18,20 @@ def split_dir(tmp_path):
 
 
 def test_special_ids_and_round_trip(split_dir, tmp_path):
-    train_tokenizers(split_dir, TokenizerConfig(src_vocab_size=300, tgt_vocab_size=350),
-                     tmp_path / "tok")
-    sp_src, sp_tgt = load_tokenizer(tmp_path / "tok/src.model"), load_tokenizer(tmp_path / "tok/tgt.model")
+    train_tokenizers(
+        split_dir, TokenizerConfig(src_vocab_size=300, tgt_vocab_size=350), tmp_path / "tok"
+    )
+    sp_src, sp_tgt = (
+        load_tokenizer(tmp_path / "tok/src.model"),
+        load_tokenizer(tmp_path / "tok/tgt.model"),
+    )
     assert (sp_src.get_piece_size(), sp_tgt.get_piece_size()) == (300, 350)
     assert (sp_tgt.pad_id(), sp_tgt.unk_id(), sp_tgt.bos_id(), sp_tgt.eos_id()) == (
-        PAD_ID, UNK_ID, BOS_ID, EOS_ID)
+        PAD_ID,
+        UNK_ID,
+        BOS_ID,
+        EOS_ID,
+    )
     text = "¿Dónde está la estación?"
     ids = sp_tgt.encode(text)
     assert PAD_ID not in ids and sp_tgt.decode(ids) == text

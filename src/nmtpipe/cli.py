@@ -25,8 +25,10 @@ COMMANDS = {
 
 def usage() -> str:
     rows = "\n".join(f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items())
-    return (f"usage: nmtpipe COMMAND [options]   (nmtpipe COMMAND --help for its options)\n\n"
-            f"commands:\n{rows}\n")
+    return (
+        f"usage: nmtpipe COMMAND [options]   (nmtpipe COMMAND --help for its options)\n\n"
+        f"commands:\n{rows}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,7 +92,9 @@ class CleanConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    dev_size: float = param(150, "dev pairs: a count (>= 1) or a fraction of the corpus (< 1)", min=0)
+    dev_size: float = param(
+        150, "dev pairs: a count (>= 1) or a fraction of the corpus (< 1)", min=0
+    )
     test_size: float = param(
         200, "test pairs: a count (>= 1) or a fraction of the corpus (< 1)", min=0
     )
@@ -120,12 +122,16 @@ class ModelConfig:
     attention: str = param(
         "luong", "attention over encoder outputs", choices=("none", "bahdanau", "luong")
     )
-    luong_score: str = param("general", "attention=luong: score function", choices=("dot", "general"))
+    luong_score: str = param(
+        "general", "attention=luong: score function", choices=("dot", "general")
+    )
     dropout: float = param(0.2, "dropout on embeddings and the attentional state", min=0.0, max=0.9)
 
     def __post_init__(self):
         if self.bidirectional and self.units % 2:
-            raise ConfigError(f"model.units must be even with model.bidirectional, got {self.units}")
+            raise ConfigError(
+                f"model.units must be even with model.bidirectional, got {self.units}"
+            )
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,9 @@ def _check_value(key: str, value: Any, kind: Any, meta: dict) -> Any:
     if not ok:
         raise ConfigError(f"params key {key!r} must be {kind.__name__}, got {value!r}")
     if meta["choices"] and value not in meta["choices"]:
-        raise ConfigError(f"params key {key!r} must be one of {list(meta['choices'])}, got {value!r}")
+        raise ConfigError(
+            f"params key {key!r} must be one of {list(meta['choices'])}, got {value!r}"
+        )
     if meta["min"] is not None and value < meta["min"]:
         raise ConfigError(f"params key {key!r} must be >= {meta['min']}, got {value!r}")
     if meta["max"] is not None and value > meta["max"]:

@@ -15,12 +15,14 @@ def encode_source(sp_src, sentences: list[str]) -> list[list[int]]:
     return [ids + [EOS_ID] for ids in sp_src.encode(sentences)]
 
 
-def encode_pairs(sp_src, sp_tgt, src: list[str], tgt: list[str], max_src_len: int,
-                 max_tgt_len: int) -> tuple[list[list[int]], list[list[int]], int]:
+def encode_pairs(
+    sp_src, sp_tgt, src: list[str], tgt: list[str], max_src_len: int, max_tgt_len: int
+) -> tuple[list[list[int]], list[list[int]], int]:
     """Encode pairs, dropping those over the length limits; returns (src, tgt, dropped)."""
     src_ids, tgt_ids = encode_source(sp_src, src), sp_tgt.encode(tgt)
     kept = [
-        (s, t) for s, t in zip(src_ids, tgt_ids)
+        (s, t)
+        for s, t in zip(src_ids, tgt_ids, strict=True)
         if len(s) <= max_src_len and len(t) + 1 <= max_tgt_len and len(t) > 0
     ]
     return [s for s, _ in kept], [t for _, t in kept], len(src_ids) - len(kept)
@@ -39,8 +41,12 @@ def _to_example(src, tgt):
     return (src, tgt_in), tgt_out
 
 
-def make_dataset(src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int,
-                 shuffle_seed: int | None = None) -> tf.data.Dataset:
+def make_dataset(
+    src_ids: list[list[int]],
+    tgt_ids: list[list[int]],
+    batch_size: int,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
     """Batches ((src, tgt_in), tgt_out), zero-padded, of sentences of similar length.
 
     Order: cache -> shuffle (seeded, reshuffled each epoch) -> bucket/batch -> prefetch.

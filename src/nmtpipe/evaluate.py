@@ -52,22 +52,30 @@ def score_corpus(hyps: list[str], refs: list[list[str]]) -> dict:
 
 def sentence_scores(sources, hyps, refs) -> pd.DataFrame:
     bleu, chrf = BLEU(effective_order=True), CHRF()
-    return pd.DataFrame({
-        "source": sources,
-        "hypothesis": hyps,
-        "references": [" ||| ".join(r) for r in refs],
-        "bleu": [round(bleu.sentence_score(h, r).score, 2) for h, r in zip(hyps, refs)],
-        "chrf": [round(chrf.sentence_score(h, r).score, 2) for h, r in zip(hyps, refs)],
-    })
+    return pd.DataFrame(
+        {
+            "source": sources,
+            "hypothesis": hyps,
+            "references": [" ||| ".join(r) for r in refs],
+            "bleu": [
+                round(bleu.sentence_score(h, r).score, 2) for h, r in zip(hyps, refs, strict=True)
+            ],
+            "chrf": [
+                round(chrf.sentence_score(h, r).score, 2) for h, r in zip(hyps, refs, strict=True)
+            ],
+        }
+    )
 
 
-def evaluate_model(model_dir: Path, split_dir: Path, cfg: EvaluateConfig, metrics_path: Path,
-                   out_dir: Path) -> dict:
+def evaluate_model(
+    model_dir: Path, split_dir: Path, cfg: EvaluateConfig, metrics_path: Path, out_dir: Path
+) -> dict:
     """Write metrics_path and out_dir/{hypotheses.txt,scores.tsv,report.md}; return metrics."""
     trained = load_model_dir(model_dir)
     try:
-        sources, refs = group_references(read_lines(split_dir / "test.src"),
-                                         read_lines(split_dir / "test.tgt"))
+        sources, refs = group_references(
+            read_lines(split_dir / "test.src"), read_lines(split_dir / "test.tgt")
+        )
     except FileNotFoundError as err:
         raise DataError(f"{err.filename}: test split not found (run split)") from None
     except ValueError:
@@ -91,9 +99,14 @@ def evaluate_model(model_dir: Path, split_dir: Path, cfg: EvaluateConfig, metric
         table.to_csv(tmp / "scores.tsv", sep="\t", index=False)
         (tmp / "report.md").write_text(markdown_report(metrics, trained.config, table))
         write_json(tmp_metrics, metrics)
-    log.info("test BLEU %.2f chrF %.2f TER %.2f on %d sentences (copying the source: BLEU %.2f)",
-             metrics["bleu"], metrics["chrf"], metrics["ter"], len(sources),
-             metrics["copy_source_bleu"])
+    log.info(
+        "test BLEU %.2f chrF %.2f TER %.2f on %d sentences (copying the source: BLEU %.2f)",
+        metrics["bleu"],
+        metrics["chrf"],
+        metrics["ter"],
+        len(sources),
+        metrics["copy_source_bleu"],
+    )
     return metrics
 
 
@@ -101,20 +114,40 @@ def markdown_report(metrics: dict, config: dict, table: pd.DataFrame) -> str:
     """A short human-readable report: scores, signatures, best and worst sentences."""
     ranked = table.sort_values(["bleu", "chrf"], ascending=False, kind="stable")
     lines = [
-        f"# Translation report ({config['src_lang']} -> {config['tgt_lang']})", "",
+        f"# Translation report ({config['src_lang']} -> {config['tgt_lang']})",
+        "",
         f"Test set: {metrics['test_sentences']} sentences, "
-        f"{metrics['test_references']} references.", "",
-        "| metric | score | sacrebleu signature |", "|---|---|---|",
-        *(f"| {m.upper()} | {metrics[m]} | `{metrics['signature'][m]}` |"
-          for m in ("bleu", "chrf", "ter")),
-        f"| BLEU of copying the source | {metrics['copy_source_bleu']} | |", "",
-        f"Model: {config['model']}", "",
+        f"{metrics['test_references']} references.",
+        "",
+        "| metric | score | sacrebleu signature |",
+        "|---|---|---|",
+        *(
+            f"| {m.upper()} | {metrics[m]} | `{metrics['signature'][m]}` |"
+            for m in ("bleu", "chrf", "ter")
+        ),
+        f"| BLEU of copying the source | {metrics['copy_source_bleu']} | |",
+        "",
+        f"Model: {config['model']}",
+        "",
     ]
-    for title, rows in (("Best", ranked.head(REPORT_EXAMPLES)),
-                        ("Worst", ranked.tail(REPORT_EXAMPLES).iloc[::-1])):
-        lines += [f"## {title} translations", "", "| BLEU | source | hypothesis | references |",
-                  "|---|---|---|---|"]
-        lines += [f"| {r.bleu} | {r.source} | {r.hypothesis} | {r.references} |"
-                  for r in rows.itertuples()]
+    for title, rows in (
+        ("Best", ranked.head(REPORT_EXAMPLES)),
+        ("Worst", ranked.tail(REPORT_EXAMPLES).iloc[::-1]),
+    ):
+        lines += [
+            f"## {title} translations",
+            "",
+            "| BLEU | source | hypothesis | references |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.bleu} | {_cell(r.source)} | {_cell(r.hypothesis)} | {_cell(r.references)} |"
+            for r in rows.itertuples()
+        ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|")

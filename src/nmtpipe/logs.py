@@ -30,5 +30,6 @@ def progress_enabled() -> bool:
 
 def progress(iterable=None, **kwargs):
     """A tqdm progress bar on stderr, shown when progress_enabled()."""
-    return tqdm(iterable, disable=not progress_enabled(), file=sys.stderr, dynamic_ncols=True,
-                **kwargs)
+    return tqdm(
+        iterable, disable=not progress_enabled(), file=sys.stderr, dynamic_ncols=True, **kwargs
+    )

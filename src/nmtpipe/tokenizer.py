@@ -34,7 +34,10 @@ def train_sentencepiece(sentences: list[str], vocab_size: int, cfg: TokenizerCon
             model_type=cfg.model_type,
             vocab_size=vocab_size,
             character_coverage=cfg.character_coverage,
-            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            pad_id=PAD_ID,
+            unk_id=UNK_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
             num_threads=NUM_THREADS,
             input_sentence_size=0,  # use every sentence: sampling is not reproducible
             minloglevel=2,
@@ -60,8 +63,10 @@ def train_tokenizers(split_dir: Path, cfg: TokenizerConfig, out_dir: Path) -> di
                 raise DataError(f"tokenizer.{side}_vocab_size={sizes[side]}: {err}") from None
             (tmp / f"{side}.model").write_bytes(model)
             processor = spm.SentencePieceProcessor(model_proto=model)
-            vocab = (f"{processor.id_to_piece(i)}\t{processor.get_score(i)}"
-                     for i in range(processor.get_piece_size()))
+            vocab = (
+                f"{processor.id_to_piece(i)}\t{processor.get_score(i)}"
+                for i in range(processor.get_piece_size())
+            )
             (tmp / f"{side}.vocab").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return sizes
 

@@ -57,58 +57,85 @@ def _load_split(split_dir: Path, name: str) -> tuple[list[str], list[str]]:
 def _datasets(split_dir: Path, tok_dir: Path, params: Params):
     sp_src, sp_tgt = load_tokenizer(tok_dir / "src.model"), load_tokenizer(tok_dir / "tgt.model")
     cfg = params.train
-    train = encode_pairs(sp_src, sp_tgt, *_load_split(split_dir, "train"),
-                         cfg.max_src_len, cfg.max_tgt_len)
-    dev = encode_pairs(sp_src, sp_tgt, *_load_split(split_dir, "dev"),
-                       cfg.max_src_len, cfg.max_tgt_len)
+    train = encode_pairs(
+        sp_src, sp_tgt, *_load_split(split_dir, "train"), cfg.max_src_len, cfg.max_tgt_len
+    )
+    dev = encode_pairs(
+        sp_src, sp_tgt, *_load_split(split_dir, "dev"), cfg.max_src_len, cfg.max_tgt_len
+    )
     if not train[0] or not dev[0]:
         raise DataError("no training or dev pairs within train.max_src_len/max_tgt_len")
     stats = {
-        "train_pairs": len(train[0]), "train_pairs_too_long": train[2],
-        "dev_pairs": len(dev[0]), "train_tgt_tokens": sum(len(t) + 1 for t in train[1]),
-        "src_vocab_size": sp_src.get_piece_size(), "tgt_vocab_size": sp_tgt.get_piece_size(),
+        "train_pairs": len(train[0]),
+        "train_pairs_too_long": train[2],
+        "dev_pairs": len(dev[0]),
+        "train_tgt_tokens": sum(len(t) + 1 for t in train[1]),
+        "src_vocab_size": sp_src.get_piece_size(),
+        "tgt_vocab_size": sp_tgt.get_piece_size(),
     }
     train_ds = make_dataset(train[0], train[1], cfg.batch_size, shuffle_seed=cfg.seed)
     dev_ds = make_dataset(dev[0], dev[1], cfg.batch_size)
     return train_ds, dev_ds, stats
 
 
-def train_model(split_dir: Path, tok_dir: Path, params: Params, out_dir: Path,
-                live_dir: Path) -> dict:
+def train_model(
+    split_dir: Path, tok_dir: Path, params: Params, out_dir: Path, live_dir: Path
+) -> dict:
     """Train, then write the model directory to out_dir and dvclive logs to live_dir."""
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
+    log.info("params: %s", {k: to_dict(v) for k, v in vars(params).items()})
     set_determinism(params.train.seed)
     train_ds, dev_ds, stats = _datasets(split_dir, tok_dir, params)
-    log.info("training on %d pairs (%d too long, skipped), dev %d pairs",
-             stats["train_pairs"], stats["train_pairs_too_long"], stats["dev_pairs"])
+    log.info(
+        "training on %d pairs (%d too long, skipped), dev %d pairs",
+        stats["train_pairs"],
+        stats["train_pairs_too_long"],
+        stats["dev_pairs"],
+    )
     model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
-    optimizer = keras.optimizers.Adam(params.train.learning_rate,
-                                      clipnorm=params.train.clipnorm or None)
+    optimizer = keras.optimizers.Adam(
+        params.train.learning_rate, clipnorm=params.train.clipnorm or None
+    )
     model.compile(optimizer=optimizer, loss=masked_loss, metrics=[masked_accuracy])
     log.info("model: %s parameters", f"{model.count_params():,}")
     with atomic_dir(out_dir) as model_tmp, atomic_dir(live_dir) as live_tmp:
         live = Live(dir=str(live_tmp), dvcyaml=False, save_dvc_exp=False, report=None)
-        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.train.patience,
-                                              restore_best_weights=True)
+        early = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=params.train.patience, restore_best_weights=True
+        )
         started = time.perf_counter()
         history = model.fit(
-            train_ds, validation_data=dev_ds, epochs=params.train.epochs,
-            callbacks=[Throughput(stats["train_pairs"], stats["train_tgt_tokens"]), early,
-                       DVCLiveCallback(live=live)],
+            train_ds,
+            validation_data=dev_ds,
+            epochs=params.train.epochs,
+            callbacks=[
+                Throughput(stats["train_pairs"], stats["train_tgt_tokens"]),
+                early,
+                DVCLiveCallback(live=live),
+            ],
             verbose=1 if progress_enabled() else 2,
         )
         summary = _summary(history.history, time.perf_counter() - started, stats, model)
         live.summary.update(summary)
         live.make_summary()
-        config = {"nmtpipe_version": __version__, "src_lang": params.data.src_lang,
-                  "tgt_lang": params.data.tgt_lang, "model": to_dict(params.model),
-                  "train": to_dict(params.train), **{k: stats[k] for k in
-                  ("src_vocab_size", "tgt_vocab_size")}}
+        config = {
+            "nmtpipe_version": __version__,
+            "src_lang": params.data.src_lang,
+            "tgt_lang": params.data.tgt_lang,
+            "model": to_dict(params.model),
+            "train": to_dict(params.train),
+            **{k: stats[k] for k in ("src_vocab_size", "tgt_vocab_size")},
+        }
         save_model_dir(model_tmp, model, config, tok_dir)
-    log.info("best dev loss %.4f at epoch %d of %d (%.0f s)", summary["best_val_loss"],
-             summary["best_epoch"], summary["epochs_run"], summary["train_time_s"])
+    log.info(
+        "best dev loss %.4f at epoch %d of %d (%.0f s)",
+        summary["best_val_loss"],
+        summary["best_epoch"],
+        summary["epochs_run"],
+        summary["train_time_s"],
+    )
     return summary
 
 

@@ -34,12 +34,20 @@ def main(argv=None) -> None:
         prog="nmtpipe translate",
         description="Translate sentences (one per line) from stdin or --input to stdout.",
     )
-    parser.add_argument("--model", type=Path, default=Path("data/model"),
-                        help="trained model directory (default: data/model)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path("data/model"),
+        help="trained model directory (default: data/model)",
+    )
     parser.add_argument("--input", type=Path, help="file to translate (default: stdin)")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
-    parser.add_argument("--max-len-ratio", type=float, default=2.0,
-                        help="at most this many target pieces per source piece, plus 10")
+    parser.add_argument(
+        "--max-len-ratio",
+        type=float,
+        default=2.0,
+        help="at most this many target pieces per source piece, plus 10",
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")

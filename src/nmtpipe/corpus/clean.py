@@ -48,8 +48,12 @@ def _step_name(step: dict) -> str:
 
 
 def clean_corpus(
-    raw_dir: Path, filters_path: Path, cfg: CleanConfig, data: DataConfig,
-    out_dir: Path, report_path: Path,
+    raw_dir: Path,
+    filters_path: Path,
+    cfg: CleanConfig,
+    data: DataConfig,
+    out_dir: Path,
+    report_path: Path,
 ) -> dict:
     """Filter raw_dir's pairs into out_dir; write the per-step counts to report_path."""
     missing = {data.src_lang, data.tgt_lang} - set(cfg.langid_languages)
@@ -60,6 +64,7 @@ def clean_corpus(
             raise DataError(f"{raw_dir / name}: raw corpus file not found (run download)")
     config = load_filter_config(filters_path, raw_dir, cfg, data)
     pairs_in = count_lines(raw_dir / SRC_FILE)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".clean-", dir=out_dir.parent) as work:
         config["common"]["output_directory"] = work
         removed, last_outputs = _run_steps(config, pairs_in)

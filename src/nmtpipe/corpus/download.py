@@ -48,8 +48,13 @@ def download_corpus(cfg: DataConfig, out_dir: Path) -> dict:
         for name in [p.name for p in tmp.iterdir()]:
             if name not in (SRC_FILE, TGT_FILE, MANIFEST):
                 (tmp / name).unlink()  # a downloaded archive is not part of the output
-    log.info("downloaded %d pairs (%s -> %s) from %s", count, cfg.src_lang, cfg.tgt_lang,
-             origin["source"])
+    log.info(
+        "downloaded %d pairs (%s -> %s) from %s",
+        count,
+        cfg.src_lang,
+        cfg.tgt_lang,
+        origin["source"],
+    )
     return manifest
 
 

@@ -20,7 +20,9 @@ class UnicodeNormalizer(PreprocessorABC):
 
     def __init__(self, form="NFC", **kwargs):
         if form not in FORMS:
-            raise ConfigurationError(f"UnicodeNormalizer: form must be one of {FORMS}, got {form!r}")
+            raise ConfigurationError(
+                f"UnicodeNormalizer: form must be one of {FORMS}, got {form!r}"
+            )
         self.form = form
         super().__init__(**kwargs)
 

@@ -46,9 +46,12 @@ def _download(url: str, dest: Path) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with open(dest, "wb") as out, progress(
-                total=total, unit="B", unit_scale=True, desc=f"download {dest.name}"
-            ) as bar:
+            with (
+                open(dest, "wb") as out,
+                progress(
+                    total=total, unit="B", unit_scale=True, desc=f"download {dest.name}"
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(1 << 16), b""):
                     out.write(block)
                     bar.update(len(block))

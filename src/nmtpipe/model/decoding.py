@@ -31,9 +31,12 @@ class GreedyDecoder:
         self.encode = tf.function(lambda src: model.encode(src), input_signature=[ids])
         self.step = tf.function(
             self._step,
-            input_signature=[tf.TensorSpec([None], tf.int32), state_specs,
-                             tf.TensorSpec([None, None, units], tf.float32),
-                             tf.TensorSpec([None, None], tf.bool)],
+            input_signature=[
+                tf.TensorSpec([None], tf.int32),
+                state_specs,
+                tf.TensorSpec([None, None, units], tf.float32),
+                tf.TensorSpec([None, None], tf.bool),
+            ],
         )
 
     def _step(self, tokens, states, enc_out, enc_mask):
@@ -60,12 +63,18 @@ class GreedyDecoder:
             if finished.all():
                 break
         out = np.stack(steps, axis=1)
-        return [list(row[: np.argmax(row == EOS_ID)] if (row == EOS_ID).any() else row)
-                for row in out]
+        return [
+            list(row[: np.argmax(row == EOS_ID)] if (row == EOS_ID).any() else row) for row in out
+        ]
 
 
-def translate_sentences(trained, sentences: list[str], batch_size: int = 64,
-                        max_len_ratio: float = 2.0, desc: str = "translate") -> list[str]:
+def translate_sentences(
+    trained,
+    sentences: list[str],
+    batch_size: int = 64,
+    max_len_ratio: float = 2.0,
+    desc: str = "translate",
+) -> list[str]:
     """Translate sentences in batches of similar length; one output per input, order kept.
 
     Empty or blank inputs translate to empty outputs.
@@ -73,13 +82,15 @@ def translate_sentences(trained, sentences: list[str], batch_size: int = 64,
     decoder = GreedyDecoder(trained.model, max_len_ratio)
     outputs = [""] * len(sentences)
     todo = [i for i, s in enumerate(sentences) if s.strip()]
-    src_ids = dict(zip(todo, encode_source(trained.sp_src, [sentences[i] for i in todo])))
+    src_ids = dict(
+        zip(todo, encode_source(trained.sp_src, [sentences[i] for i in todo]), strict=True)
+    )
     order = sorted(todo, key=lambda i: len(src_ids[i]))
     with progress(total=len(order), desc=desc, unit=" sent") as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             hyps = decoder.decode_batch([src_ids[i] for i in batch])
-            for i, ids in zip(batch, hyps):
+            for i, ids in zip(batch, hyps, strict=True):
                 outputs[i] = trained.sp_tgt.decode([int(t) for t in ids])
             bar.update(len(batch))
     return outputs

@@ -34,10 +34,19 @@ class Seq2Seq(keras.Model):
         dropout: dropout rate on embeddings and on the attentional state.
     """
 
-    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, embedding_dim: int = 128,
-                 units: int = 256, cell: str = "lstm", bidirectional: bool = True,
-                 attention: str = "luong", luong_score: str = "general", dropout: float = 0.2,
-                 **kwargs):
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        embedding_dim: int = 128,
+        units: int = 256,
+        cell: str = "lstm",
+        bidirectional: bool = True,
+        attention: str = "luong",
+        luong_score: str = "general",
+        dropout: float = 0.2,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
         self.embedding_dim, self.units, self.cell = embedding_dim, units, cell
@@ -46,21 +55,24 @@ class Seq2Seq(keras.Model):
         self.n_states = 2 if cell == "lstm" else 1
 
         rnn = CELLS[cell]
-        self.src_embedding = keras.layers.Embedding(src_vocab_size, embedding_dim,
-                                                    name="src_embedding")
-        self.tgt_embedding = keras.layers.Embedding(tgt_vocab_size, embedding_dim,
-                                                    name="tgt_embedding")
+        self.src_embedding = keras.layers.Embedding(
+            src_vocab_size, embedding_dim, name="src_embedding"
+        )
+        self.tgt_embedding = keras.layers.Embedding(
+            tgt_vocab_size, embedding_dim, name="tgt_embedding"
+        )
         enc_units = units // 2 if bidirectional else units
         enc_rnn = rnn(enc_units, return_sequences=True, return_state=True, name="encoder_rnn")
-        self.encoder_rnn = (keras.layers.Bidirectional(enc_rnn, name="encoder")
-                            if bidirectional else enc_rnn)
-        self.decoder_rnn = rnn(units, return_sequences=True, return_state=True,
-                               name="decoder_rnn")
+        self.encoder_rnn = (
+            keras.layers.Bidirectional(enc_rnn, name="encoder") if bidirectional else enc_rnn
+        )
+        self.decoder_rnn = rnn(units, return_sequences=True, return_state=True, name="decoder_rnn")
         self.attention = self.combine = None
         if attention != "none":
             self.attention = Attention(units, attention, luong_score, name="attention")
-            self.combine = keras.layers.Dense(units, activation="tanh", use_bias=False,
-                                              name="attention_combine")
+            self.combine = keras.layers.Dense(
+                units, activation="tanh", use_bias=False, name="attention_combine"
+            )
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
         self.output_proj = keras.layers.Dense(tgt_vocab_size, name="output_proj")
 
@@ -71,7 +83,9 @@ class Seq2Seq(keras.Model):
         enc_out, *states = self.encoder_rnn(x, mask=mask, training=training)
         if self.bidirectional:  # [fw states..., bw states...] -> concatenated per state
             forward, backward = states[: self.n_states], states[self.n_states :]
-            states = [ops.concatenate([f, b], axis=-1) for f, b in zip(forward, backward)]
+            states = [
+                ops.concatenate([f, b], axis=-1) for f, b in zip(forward, backward, strict=True)
+            ]
         return enc_out, mask, list(states)
 
     def decode(self, tgt_in, enc_out, enc_mask, states, training=False):
@@ -124,10 +138,16 @@ class Seq2Seq(keras.Model):
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     """The model described by `cfg`, with all weights created."""
     model = Seq2Seq(
-        src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
-        embedding_dim=cfg.embedding_dim, units=cfg.units, cell=cfg.cell,
-        bidirectional=cfg.bidirectional, attention=cfg.attention,
-        luong_score=cfg.luong_score, dropout=cfg.dropout, name="seq2seq",
+        src_vocab_size=src_vocab_size,
+        tgt_vocab_size=tgt_vocab_size,
+        embedding_dim=cfg.embedding_dim,
+        units=cfg.units,
+        cell=cfg.cell,
+        bidirectional=cfg.bidirectional,
+        attention=cfg.attention,
+        luong_score=cfg.luong_score,
+        dropout=cfg.dropout,
+        name="seq2seq",
     )
     model.build()
     return model

@@ -1,9 +1,9 @@
 """The trained-model directory: everything translation needs, nothing else.
 
-    model.keras   the Keras encoder-decoder (weights + architecture)
-    config.json   resolved config: language pair, vocab sizes, model/train params
-    src.model     SentencePiece source tokenizer
-    tgt.model     SentencePiece target tokenizer
+model.keras   the Keras encoder-decoder (weights + architecture)
+config.json   resolved config: language pair, vocab sizes, model/train params
+src.model     SentencePiece source tokenizer
+tgt.model     SentencePiece target tokenizer
 """
 
 from __future__ import annotations
@@ -39,20 +39,25 @@ def save_model_dir(out_dir: Path, model, config: dict, tokenizer_dir: Path) -> N
 
 def load_model_dir(model_dir: Path) -> TrainedModel:
     """Load a model directory; a missing or broken part is a one-line ModelError."""
-    import keras
-
-    import nmtpipe.model.seq2seq  # noqa: F401  (registers the custom layers)
-
     model_dir = Path(model_dir)
     if not (model_dir / MODEL_FILE).is_file():
         raise ModelError(f"{model_dir / MODEL_FILE}: trained model not found (run `dvc repro`)")
     try:
         config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError) as err:
-        raise ModelError(f"{model_dir / CONFIG_FILE}: missing or invalid ({first_line(err)})") from None
+        raise ModelError(
+            f"{model_dir / CONFIG_FILE}: missing or invalid ({first_line(err)})"
+        ) from None
+    sp_src, sp_tgt = (load_tokenizer(model_dir / name) for name in TOKENIZER_FILES)
+
+    import keras  # only now: TensorFlow takes seconds to import
+
+    import nmtpipe.model.seq2seq  # noqa: F401  (registers the custom layers)
+
     try:
         model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False, safe_mode=True)
     except (OSError, ValueError, TypeError) as err:
-        raise ModelError(f"{model_dir / MODEL_FILE}: cannot load model ({first_line(err)})") from None
-    sp_src, sp_tgt = (load_tokenizer(model_dir / name) for name in TOKENIZER_FILES)
+        raise ModelError(
+            f"{model_dir / MODEL_FILE}: cannot load model ({first_line(err)})"
+        ) from None
     return TrainedModel(model, config, sp_src, sp_tgt)

@@ -8,12 +8,17 @@ from pathlib import Path
 from nmtpipe.config import Params, load_params
 
 
-def parse_stage_args(name: str, doc: str, paths: dict[str, str],
-                     argv: list[str] | None) -> tuple[argparse.Namespace, Params]:
+def parse_stage_args(
+    name: str, doc: str, paths: dict[str, str], argv: list[str] | None
+) -> tuple[argparse.Namespace, Params]:
     """Parse `--params` and the stage's required path options; load and validate params."""
     parser = argparse.ArgumentParser(prog=f"nmtpipe {name}", description=doc)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
-                        help="params file (default: params.yaml)")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default: params.yaml)",
+    )
     for option, help_text in paths.items():
         parser.add_argument(f"--{option}", type=Path, required=True, help=help_text)
     args = parser.parse_args(argv)

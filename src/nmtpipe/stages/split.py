@@ -5,7 +5,13 @@ from nmtpipe.stages import parse_stage_args
 
 
 def main(argv=None) -> None:
-    args, params = parse_stage_args("split", __doc__, {
-        "clean": "cleaned corpus directory", "out": "split directory",
-    }, argv)
+    args, params = parse_stage_args(
+        "split",
+        __doc__,
+        {
+            "clean": "cleaned corpus directory",
+            "out": "split directory",
+        },
+        argv,
+    )
     split_corpus(args.clean, params.split, args.out)

@@ -5,7 +5,13 @@ from nmtpipe.tokenizer import train_tokenizers
 
 
 def main(argv=None) -> None:
-    args, params = parse_stage_args("tokenize", __doc__, {
-        "split": "split directory", "out": "tokenizer directory",
-    }, argv)
+    args, params = parse_stage_args(
+        "tokenize",
+        __doc__,
+        {
+            "split": "split directory",
+            "out": "tokenizer directory",
+        },
+        argv,
+    )
     train_tokenizers(args.split, params.tokenizer, args.out)

@@ -4,10 +4,17 @@ from nmtpipe.stages import parse_stage_args
 
 
 def main(argv=None) -> None:
-    args, params = parse_stage_args("train", __doc__, {
-        "split": "split directory", "tokenizers": "tokenizer directory",
-        "out": "model directory", "live": "dvclive directory (metrics, plots)",
-    }, argv)
+    args, params = parse_stage_args(
+        "train",
+        __doc__,
+        {
+            "split": "split directory",
+            "tokenizers": "tokenizer directory",
+            "out": "model directory",
+            "live": "dvclive directory (metrics, plots)",
+        },
+        argv,
+    )
     from nmtpipe.train import train_model  # TensorFlow loads only after params are valid
 
     train_model(args.split, args.tokenizers, params, args.out, args.live)
