@@ -120,7 +120,7 @@ class ModelConfig:
     units: int = param(256, "decoder state size (the encoder matches it)", min=2)
     bidirectional: bool = param(True, "bidirectional encoder (units/2 per direction)")
     attention: str = param(
-        "luong", "attention over encoder outputs", choices=("none", "bahdanau", "luong")
+        "bahdanau", "attention over encoder outputs", choices=("none", "bahdanau", "luong")
     )
     luong_score: str = param(
         "general", "attention=luong: score function", choices=("dot", "general")
