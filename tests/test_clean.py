@@ -65,3 +65,33 @@ def test_cleaning_everything_away_is_an_error_without_output(tmp_path):
 def test_langid_languages_must_include_the_pair(tmp_path):
     with pytest.raises(ConfigError, match=r"must include \['es'\]"):
         run_clean(tmp_path, sample_pairs(5), CleanConfig(langid_languages=("en", "fr")))
+
+
+def test_broken_filter_config_is_a_config_error(tmp_path):
+    write_raw(tmp_path / "raw", sample_pairs(5))
+    broken = tmp_path / "filters.yaml"
+    broken.write_text("steps: [a: b: c\n")
+    with pytest.raises(ConfigError, match="filters.yaml: invalid YAML"):
+        clean_corpus(
+            tmp_path / "raw",
+            broken,
+            CleanConfig(),
+            DataConfig(),
+            tmp_path / "clean",
+            tmp_path / "clean.json",
+        )
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(
+        "steps:\n  - type: filter\n    parameters:\n      inputs: [!var raw_src, !var raw_tgt]\n"
+        "      outputs: [a.src, a.tgt]\n      filters:\n        - NoSuchFilter: {}\n"
+    )
+    with pytest.raises(ConfigError, match=r"opusfilter step 1 \(a\)"):
+        clean_corpus(
+            tmp_path / "raw",
+            unknown,
+            CleanConfig(),
+            DataConfig(),
+            tmp_path / "clean",
+            tmp_path / "clean.json",
+        )
+    assert not (tmp_path / "clean").exists() and not (tmp_path / "clean.json").exists()

@@ -19,12 +19,13 @@ log = logging.getLogger(__name__)
 def load_filter_config(path: Path, raw_dir: Path, cfg: CleanConfig, data: DataConfig) -> dict:
     """Read the OpusFilter config template and fill its `!var` constants from params."""
     from opusfilter.util import yaml  # ruamel loader that knows OpusFilter's !var tags
+    from ruamel.yaml import YAMLError
 
     try:
         config = yaml.load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: filter configuration not found") from None
-    except Exception as err:  # ruamel raises many YAML error types
+    except YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(config, dict) or not config.get("steps"):
         raise ConfigError(f"{path}: expected an OpusFilter config with a `steps` list")

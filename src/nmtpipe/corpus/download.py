@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -29,8 +30,12 @@ def download_corpus(cfg: DataConfig, out_dir: Path) -> dict:
 
     Returns the manifest. Nothing is left in out_dir unless every pair was read.
     """
-    with atomic_dir(out_dir) as tmp:
-        pairs, origin = _open_source(cfg, tmp)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix=".download-", dir=out_dir.parent) as scratch,
+        atomic_dir(out_dir) as tmp,
+    ):
+        pairs, origin = _open_source(cfg, Path(scratch))  # downloads land in scratch
         stats: dict = {}
         count = _write_pairs(pairs(stats), tmp)
         if count == 0:
@@ -45,9 +50,6 @@ def download_corpus(cfg: DataConfig, out_dir: Path) -> dict:
             "tgt_sha256": sha256_file(tmp / TGT_FILE),
         }
         write_json(tmp / MANIFEST, manifest)
-        for name in [p.name for p in tmp.iterdir()]:
-            if name not in (SRC_FILE, TGT_FILE, MANIFEST):
-                (tmp / name).unlink()  # a downloaded archive is not part of the output
     log.info(
         "downloaded %d pairs (%s -> %s) from %s",
         count,
