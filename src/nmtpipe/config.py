@@ -137,7 +137,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = param(40, "maximum number of epochs", min=1)
-    batch_size: int = param(64, "sentence pairs per batch", min=1)
+    batch_size: int = param(32, "sentence pairs per batch", min=1)
     learning_rate: float = param(0.002, "Adam learning rate", min=0.0)
     clipnorm: float = param(1.0, "gradient norm clipping (0 = off)", min=0.0)
     patience: int = param(5, "early stopping: epochs without dev-loss improvement", min=1)
