@@ -40,6 +40,7 @@ def test_each_filter_removes_its_pairs_and_is_counted(tmp_path):
     ]
     report, kept = run_clean(tmp_path, good + dirty)
     assert ("Café con leche.", "Café con leche.") in kept
+    assert report["modified"] == {"normalize": 1}
     assert not set(dirty[2:]) & set(kept) and kept.count(good[0]) == 1
     assert report["pairs_in"] == 56 and report["pairs_out"] == len(kept) >= 48
     assert report["removed"]["duplicates"] == 1

@@ -59,7 +59,7 @@ def test_gzipped_tsv_with_bom_crlf_and_blank_lines(tmp_path):
     path.write_bytes(gzip.compress("\ufeffHello.\tHola.\r\n\r\nBye.\tAdiós.\r\n".encode()))
     manifest = download_corpus(url_config(path), tmp_path / "raw")
     assert read_out(tmp_path / "raw") == [("Hello.", "Hola."), ("Bye.", "Adiós.")]
-    assert manifest["blank_lines_skipped"] == 1
+    assert manifest["fixed"] == {"blank_lines": 1, "bom": 1, "crlf_lines": 3}
 
 
 def test_two_aligned_files_by_language_placeholder(tmp_path):

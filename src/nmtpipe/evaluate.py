@@ -18,7 +18,7 @@ from nmtpipe.config import EvaluateConfig
 from nmtpipe.errors import DataError
 from nmtpipe.fileio import atomic_dir, atomic_file, read_lines, write_json, write_lines
 from nmtpipe.model.decoding import translate_sentences
-from nmtpipe.model.store import load_model_dir
+from nmtpipe.model.store import check_pair, load_model_dir
 
 log = logging.getLogger(__name__)
 REPORT_EXAMPLES = 5
@@ -68,10 +68,19 @@ def sentence_scores(sources, hyps, refs) -> pd.DataFrame:
 
 
 def evaluate_model(
-    model_dir: Path, split_dir: Path, cfg: EvaluateConfig, metrics_path: Path, out_dir: Path
+    model_dir: Path,
+    split_dir: Path,
+    cfg: EvaluateConfig,
+    pair: tuple[str, str],
+    metrics_path: Path,
+    out_dir: Path,
 ) -> dict:
-    """Write metrics_path and out_dir/{hypotheses.txt,scores.tsv,report.md}; return metrics."""
+    """Write metrics_path and out_dir/{hypotheses.txt,scores.tsv,report.md}; return metrics.
+
+    `pair` is the (src_lang, tgt_lang) the test split is in; the model must match it.
+    """
     trained = load_model_dir(model_dir)
+    check_pair(trained, model_dir, *pair)
     try:
         sources, refs = group_references(
             read_lines(split_dir / "test.src"), read_lines(split_dir / "test.tgt")

@@ -24,11 +24,31 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _remove_stale(path: Path, kind: str = "tmp") -> None:
+    """Delete temporaries that a killed earlier run left beside `path`.
+
+    Safe because DVC runs one stage of a repository at a time (it holds a lock).
+    """
+    for stale in path.parent.glob(f".{path.name}.{kind}-*"):
+        _remove(stale)
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | Path) -> Iterator[Path]:
+    """A temporary working directory beside output `path`, deleted afterwards."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path, "scratch")
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.scratch-", dir=path.parent) as tmp:
+        yield Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces `path` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp
@@ -44,6 +64,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path that replaces `path` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     tmp = Path(name)

@@ -41,6 +41,8 @@ def main(argv=None) -> None:
         help="trained model directory (default: data/model)",
     )
     parser.add_argument("--input", type=Path, help="file to translate (default: stdin)")
+    parser.add_argument("--src-lang", help="refuse a model that does not translate from this")
+    parser.add_argument("--tgt-lang", help="refuse a model that does not translate into this")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
     parser.add_argument(
         "--max-len-ratio",
@@ -53,9 +55,16 @@ def main(argv=None) -> None:
         parser.error("--batch-size must be at least 1")
 
     from nmtpipe.model.decoding import translate_sentences
-    from nmtpipe.model.store import load_model_dir
+    from nmtpipe.model.store import check_pair, load_model_dir
 
     trained = load_model_dir(args.model)  # fails fast, before reading a long stdin
+    if args.src_lang or args.tgt_lang:
+        check_pair(
+            trained,
+            args.model,
+            args.src_lang or trained.config["src_lang"],
+            args.tgt_lang or trained.config["tgt_lang"],
+        )
     lines = read_input(args.input)
     for hyp in translate_sentences(trained, lines, args.batch_size, args.max_len_ratio):
         sys.stdout.write(hyp + "\n")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
-import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 from nmtpipe.config import CleanConfig, DataConfig
-from nmtpipe.corpus.download import SRC_FILE, TGT_FILE
+from nmtpipe.corpus.download import MANIFEST, SRC_FILE, TGT_FILE
 from nmtpipe.errors import ConfigError, DataError
-from nmtpipe.fileio import atomic_dir, atomic_file, count_lines, write_json
+from nmtpipe.fileio import atomic_dir, atomic_file, count_lines, scratch_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,19 @@ def clean_corpus(
             raise DataError(f"{raw_dir / name}: raw corpus file not found (run download)")
     config = load_filter_config(filters_path, raw_dir, cfg, data)
     pairs_in = count_lines(raw_dir / SRC_FILE)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".clean-", dir=out_dir.parent) as work:
-        config["common"]["output_directory"] = work
-        removed, last_outputs = _run_steps(config, pairs_in)
+    with scratch_dir(out_dir) as work:
+        config["common"]["output_directory"] = str(work)
+        removed, modified, last_outputs = _run_steps(config, pairs_in)
         pairs_out = count_lines(last_outputs[0])
         if pairs_out == 0:
             raise DataError(f"cleaning removed every pair ({_summary(removed)})")
-        report = {"pairs_in": pairs_in, "pairs_out": pairs_out, "removed": removed}
+        report = {
+            "pairs_in": pairs_in,
+            "pairs_out": pairs_out,
+            "removed": removed,
+            "modified": modified,
+            "fixed_on_read": _read_manifest(raw_dir).get("fixed", {}),
+        }
         with atomic_dir(out_dir) as tmp, atomic_file(report_path) as tmp_report:
             shutil.move(last_outputs[0], tmp / SRC_FILE)
             shutil.move(last_outputs[1], tmp / TGT_FILE)
@@ -81,14 +87,40 @@ def clean_corpus(
     return report
 
 
-def _run_steps(config: dict, pairs_in: int) -> tuple[dict, list[Path]]:
-    """Run every OpusFilter step; return pairs removed per step and the last outputs."""
+def _read_manifest(raw_dir: Path) -> dict:
+    try:
+        return json.loads((raw_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _changed_pairs(inputs: list[Path], outputs: list[Path]) -> int:
+    """Pairs that a preprocessing step rewrote (same line count in and out)."""
+    with ExitStack() as stack:
+        ins = [stack.enter_context(open(p, encoding="utf-8")) for p in inputs]
+        outs = [stack.enter_context(open(p, encoding="utf-8")) for p in outputs]
+        return sum(
+            before != after
+            for before, after in zip(zip(*ins, strict=True), zip(*outs, strict=True), strict=True)
+        )
+
+
+def _resolve(value, constants: dict) -> str:
+    """A file name from the config, with an OpusFilter `!var` replaced by its value."""
+    from opusfilter.util import Var
+
+    return str(constants[value.value] if isinstance(value, Var) else value)
+
+
+def _run_steps(config: dict, pairs_in: int) -> tuple[dict, dict, list[Path]]:
+    """Run every OpusFilter step; return pairs removed and modified per step, last outputs."""
     from opusfilter import OpusFilterError
     from opusfilter.opusfilter import OpusFilter
 
     runner = OpusFilter(config)
     work = Path(config["common"]["output_directory"])
-    removed, pairs = {}, pairs_in
+    removed, modified, pairs = {}, {}, pairs_in
+    constants = config["common"]["constants"]
     outputs: list[Path] = []
     for num, step in enumerate(config["steps"], start=1):
         name = _step_name(step)
@@ -97,11 +129,14 @@ def _run_steps(config: dict, pairs_in: int) -> tuple[dict, list[Path]]:
             runner.execute_step(num, overwrite=True)
         except (OpusFilterError, KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"opusfilter step {num} ({name}): {err}") from None
+        inputs = [work / _resolve(i, constants) for i in step["parameters"].get("inputs", [])]
         outputs = [work / str(o) for o in step["parameters"]["outputs"]]
+        if step["type"] == "preprocess":
+            modified[name] = _changed_pairs(inputs, outputs)
         after = count_lines(outputs[0])
         removed[name] = pairs - after
         pairs = after
-    return removed, outputs
+    return removed, modified, outputs
 
 
 def _summary(removed: dict) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 from nmtpipe.config import DataConfig
 from nmtpipe.corpus import sources
 from nmtpipe.errors import ConfigError, DataError
-from nmtpipe.fileio import atomic_dir, sha256_file, write_json
+from nmtpipe.fileio import atomic_dir, scratch_dir, sha256_file, write_json
 from nmtpipe.logs import progress
 
 log = logging.getLogger(__name__)
@@ -30,12 +29,8 @@ def download_corpus(cfg: DataConfig, out_dir: Path) -> dict:
 
     Returns the manifest. Nothing is left in out_dir unless every pair was read.
     """
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(prefix=".download-", dir=out_dir.parent) as scratch,
-        atomic_dir(out_dir) as tmp,
-    ):
-        pairs, origin = _open_source(cfg, Path(scratch))  # downloads land in scratch
+    with scratch_dir(out_dir) as scratch, atomic_dir(out_dir) as tmp:
+        pairs, origin = _open_source(cfg, scratch)  # downloads land in scratch
         stats: dict = {}
         count = _write_pairs(pairs(stats), tmp)
         if count == 0:
@@ -43,7 +38,8 @@ def download_corpus(cfg: DataConfig, out_dir: Path) -> dict:
         manifest = {
             **origin,
             "pairs": count,
-            "blank_lines_skipped": stats.get("blank_lines", 0),
+            # Dirty but usable input, fixed while reading (reported again by clean).
+            "fixed": {key: stats.get(key, 0) for key in ("blank_lines", "bom", "crlf_lines")},
             "src_lang": cfg.src_lang,
             "tgt_lang": cfg.tgt_lang,
             "src_sha256": sha256_file(tmp / SRC_FILE),

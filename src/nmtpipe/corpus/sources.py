@@ -61,28 +61,52 @@ def _download(url: str, dest: Path) -> Path:
     return dest
 
 
-def _decode(raw: bytes, name: str, lineno: int) -> str:
+# Limits against zip/gzip bombs and files that are not sentence corpora.
+MAX_TEXT_BYTES = 8 << 30  # decompressed size of one corpus file
+MAX_LINE_BYTES = 64 << 10  # one line (a sentence pair is far shorter)
+TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
+
+
+def _decode(raw: bytes, name: str, lineno: int, stats: dict) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"{name}:{lineno}: not valid UTF-8 (byte {err.start})") from None
-    if lineno == 1:
-        text = text.removeprefix("\ufeff")
+    if lineno == 1 and text.startswith("\ufeff"):
+        stats["bom"] = stats.get("bom", 0) + 1
+        text = text[1:]
+    if text.endswith("\r\n"):
+        stats["crlf_lines"] = stats.get("crlf_lines", 0) + 1
     return text.rstrip("\r\n")
 
 
-def _text_lines(stream: io.BufferedIOBase, name: str) -> Iterator[tuple[int, str]]:
+def _text_lines(stream: io.BufferedIOBase, name: str, stats: dict) -> Iterator[tuple[int, str]]:
     """Yield (line number, decoded line) from a binary stream; corrupt data is a DataError."""
-    lineno = 0
+    lineno = total = 0
     try:
-        for lineno, raw in enumerate(stream, start=1):  # noqa: B007
-            yield lineno, _decode(raw, name, lineno)
+        while raw := stream.readline(MAX_LINE_BYTES + 1):
+            lineno += 1
+            total += len(raw)
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(
+                    f"{name}:{lineno}: line longer than {MAX_LINE_BYTES} bytes "
+                    "(not a sentence pair: is this the right file?)"
+                )
+            if total > MAX_TEXT_BYTES:
+                raise DataError(
+                    f"{name}: more than {MAX_TEXT_BYTES} bytes of text (a compression bomb?)"
+                )
+            yield lineno, _decode(raw, name, lineno, stats)
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{name}: corrupt or truncated after line {lineno} ({err})") from None
 
 
 def _open_binary(path: Path) -> tuple[io.BufferedIOBase, str]:
     """Open a plain, gzipped or zipped text file for binary reading."""
+    if path.name.endswith(TAR_SUFFIXES):
+        raise DataError(
+            f"{path}: tar archives are not supported (use .zip, .tsv[.gz] or two aligned files)"
+        )
     try:
         if path.suffix == ".zip":
             return _open_zip_member(path)
@@ -93,11 +117,28 @@ def _open_binary(path: Path) -> tuple[io.BufferedIOBase, str]:
         raise DataError(f"{path}: file not found") from None
 
 
+def _check_zip_member(path: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse members that could escape a directory or point elsewhere (zip-slip)."""
+    name = info.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise DataError(f"{path}: unsafe member path {info.filename!r} in archive")
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        raise DataError(f"{path}: archive member {info.filename!r} is a symbolic link")
+    if info.file_size > MAX_TEXT_BYTES:
+        raise DataError(
+            f"{path}: member {info.filename!r} unpacks to {info.file_size} bytes "
+            f"(limit {MAX_TEXT_BYTES})"
+        )
+
+
 def _open_zip_member(path: Path) -> tuple[io.BufferedIOBase, str]:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
         raise DataError(f"{path}: not a valid zip archive") from None
+    for info in archive.infolist():
+        _check_zip_member(path, info)
     members = [
         info
         for info in archive.infolist()
@@ -121,7 +162,7 @@ def read_tsv(path: Path, columns: tuple[str, ...], src_lang: str, tgt_lang: str,
     stream, name = _open_binary(path)
     width = None
     with stream:
-        for lineno, line in _text_lines(stream, name):
+        for lineno, line in _text_lines(stream, name, stats):
             if not line.strip():
                 stats["blank_lines"] = stats.get("blank_lines", 0) + 1
                 continue
@@ -140,7 +181,8 @@ def read_aligned(src_path: Path, tgt_path: Path, stats: dict) -> Iterator[Pair]:
     src_stream, src_name = _open_binary(src_path)
     tgt_stream, tgt_name = _open_binary(tgt_path)
     with src_stream, tgt_stream:
-        src_lines, tgt_lines = _text_lines(src_stream, src_name), _text_lines(tgt_stream, tgt_name)
+        src_lines = _text_lines(src_stream, src_name, stats)
+        tgt_lines = _text_lines(tgt_stream, tgt_name, stats)
         for src, tgt in zip_longest(src_lines, tgt_lines):
             if src is None or tgt is None:
                 shorter, longer = (src_name, tgt_name) if src is None else (tgt_name, src_name)

@@ -7,12 +7,17 @@ signatures, so batches of any size and length reuse one graph).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import tensorflow as tf
 
 from nmtpipe.dataset import encode_source
 from nmtpipe.logs import progress
 from nmtpipe.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+log = logging.getLogger(__name__)
+MAX_INPUT_PIECES = 256  # longer inputs are truncated: far beyond any training sentence
 
 
 class GreedyDecoder:
@@ -68,6 +73,10 @@ class GreedyDecoder:
         ]
 
 
+def _truncate(ids: list[int]) -> list[int]:
+    return ids if len(ids) <= MAX_INPUT_PIECES else ids[: MAX_INPUT_PIECES - 1] + [EOS_ID]
+
+
 def translate_sentences(
     trained,
     sentences: list[str],
@@ -77,14 +86,17 @@ def translate_sentences(
 ) -> list[str]:
     """Translate sentences in batches of similar length; one output per input, order kept.
 
-    Empty or blank inputs translate to empty outputs.
+    Empty or blank inputs translate to empty outputs; inputs longer than
+    MAX_INPUT_PIECES subword pieces are truncated, with a warning.
     """
     decoder = GreedyDecoder(trained.model, max_len_ratio)
     outputs = [""] * len(sentences)
     todo = [i for i, s in enumerate(sentences) if s.strip()]
-    src_ids = dict(
-        zip(todo, encode_source(trained.sp_src, [sentences[i] for i in todo]), strict=True)
-    )
+    encoded = encode_source(trained.sp_src, [sentences[i] for i in todo])
+    src_ids = {i: _truncate(ids) for i, ids in zip(todo, encoded, strict=True)}
+    too_long = sum(len(ids) > MAX_INPUT_PIECES for ids in encoded)
+    if too_long:
+        log.warning("%d input(s) longer than %d pieces were truncated", too_long, MAX_INPUT_PIECES)
     order = sorted(todo, key=lambda i: len(src_ids[i]))
     with progress(total=len(order), desc=desc, unit=" sent") as bar:
         for start in range(0, len(order), batch_size):

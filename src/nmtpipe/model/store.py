@@ -61,3 +61,12 @@ def load_model_dir(model_dir: Path) -> TrainedModel:
             f"{model_dir / MODEL_FILE}: cannot load model ({first_line(err)})"
         ) from None
     return TrainedModel(model, config, sp_src, sp_tgt)
+
+
+def check_pair(trained: TrainedModel, model_dir: Path, src_lang: str, tgt_lang: str) -> None:
+    """A model trained for another language pair (or direction) is a ModelError."""
+    have = (trained.config.get("src_lang"), trained.config.get("tgt_lang"))
+    if have != (src_lang, tgt_lang):
+        raise ModelError(
+            f"{model_dir}: model translates {have[0]}->{have[1]}, not {src_lang}->{tgt_lang}"
+        )

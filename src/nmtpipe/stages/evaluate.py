@@ -17,4 +17,5 @@ def main(argv=None) -> None:
     )
     from nmtpipe.evaluate import evaluate_model  # TensorFlow loads only after params are valid
 
-    evaluate_model(args.model, args.split, params.evaluate, args.metrics, args.out)
+    pair = (params.data.src_lang, params.data.tgt_lang)
+    evaluate_model(args.model, args.split, params.evaluate, pair, args.metrics, args.out)
