@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import logging
 import os
 import sys
 
@@ -55,5 +54,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"nmtpipe {command}: interrupted\n")
         return 130
-    logging.shutdown()
     return 0

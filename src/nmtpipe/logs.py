@@ -16,6 +16,7 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
+        force=True,  # rebind to the current stderr when called again in one process
     )
     # Libraries that are chatty at INFO level.
     for name in ("opusfilter", "absl", "h5py", "matplotlib", "urllib3", "dvclive"):

@@ -43,7 +43,8 @@ def train_sentencepiece(sentences: list[str], vocab_size: int, cfg: TokenizerCon
             minloglevel=2,
         )
     except RuntimeError as err:
-        raise DataError(f"SentencePiece training failed: {str(err).splitlines()[-1]}") from None
+        reason = str(err).splitlines()[-1].split("] ")[-1]  # drop the C++ source position
+        raise DataError(f"SentencePiece training failed: {reason}") from None
     return model.getvalue()
 
 

@@ -67,5 +67,5 @@ def main(argv=None) -> None:
         )
     lines = read_input(args.input)
     for hyp in translate_sentences(trained, lines, args.batch_size, args.max_len_ratio):
-        sys.stdout.write(hyp + "\n")
+        sys.stdout.write(hyp.replace("\n", " ") + "\n")  # one line out per line in
     sys.stdout.flush()
