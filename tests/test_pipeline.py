@@ -148,3 +148,42 @@ def test_translate_with_the_trained_model(repo):
 def test_a_param_change_reruns_only_what_depends_on_it(repo, change, expected):
     result = run(["dvc", "exp", "run", "-S", change], repo)
     assert stages_run(result.stdout) == expected
+
+
+def test_robustness_killed_stage_recovers_on_next_dvc_repro(repo):
+    """SIGKILL the train stage's process mid-epoch under `dvc repro`; the next repro recovers."""
+    import signal
+    import time
+
+    import psutil
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        ["dvc", "repro", "--force", "train"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list((repo / "reports").glob(".train.tmp-*/metrics.json")):  # an epoch ended
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    stage = [
+        p
+        for p in psutil.Process(proc.pid).children(recursive=True)
+        if "train" in p.cmdline() and any("nmtpipe" in part for part in p.cmdline())
+    ]
+    assert stage, "the train stage process was not found"
+    for child in stage:
+        child.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=120) != 0
+    assert not (repo / "data/model/model.keras").exists()  # no half-written model
+    result = run(["dvc", "repro"], repo)
+    # Train runs again, or DVC restores the same params' earlier result from its run-cache.
+    restored = "Stage 'train' is cached - skipping run" in result.stdout
+    assert "train" in stages_run(result.stdout) or restored, result.stdout
+    assert (repo / "data/model/model.keras").is_file()
+    # Temporaries of the killed run (removed when the stage next runs) are ignored by git.
+    assert ".tmp-" not in run(["git", "status", "--porcelain", "--ignored=no"], repo).stdout
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], repo).stdout
