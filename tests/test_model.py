@@ -105,3 +105,51 @@ def test_greedy_decoder_follows_the_argmax_and_stops_at_eos():
         expected.append(int(token[0, 0]))
     assert hyps[0] == expected and 3 not in hyps[0]
     assert all(len(h) <= 1.0 * 6 + 10 for h in hyps)
+
+
+def sequence_log_prob(model, src_row, ids):
+    """log p(ids + EOS | src) by teacher forcing, the reference for beam scores."""
+    tgt_in = np.array([[2, *ids]], dtype="int32")
+    logits = np.asarray(model((src_row[None, :], tgt_in)))[0]
+    log_probs = logits - np.log(np.sum(np.exp(logits), axis=-1, keepdims=True))
+    return float(sum(log_probs[t, tok] for t, tok in enumerate([*ids, 3])))
+
+
+def ending_sometimes(model):
+    """An untrained model biased towards EOS, so hypotheses end at various lengths."""
+    proj = model.output_proj
+    proj.bias.assign(np.eye(proj.bias.shape[0], dtype="float32")[3] * 3.0)
+    return model
+
+
+def test_beam_of_one_is_greedy():
+    from nmtpipe.model.decoding import BeamSearchDecoder
+
+    model = tiny()
+    src_ids = [list(s[s > 0]) for s in batch(3)[0]] + [[5, 6, 7, 3]]
+    greedy = GreedyDecoder(model, max_len_ratio=1.0).decode_batch(src_ids)
+    beam = BeamSearchDecoder(model, beam_size=1, max_len_ratio=1.0).decode_batch(src_ids)
+    assert beam == greedy
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_beam_scores_are_sorted_length_normalised_log_probs(length_penalty):
+    from nmtpipe.model.decoding import BeamSearchDecoder
+
+    model = ending_sometimes(tiny("bahdanau", cell="gru"))
+    src, _ = batch(4)
+    decoder = BeamSearchDecoder(
+        model, beam_size=4, length_penalty=length_penalty, max_len_ratio=1.0
+    )
+    checked = 0
+    for row, nbest in zip(src, decoder.nbest_batch([list(s[s > 0]) for s in src]), strict=True):
+        scores = [score for score, _ in nbest]
+        assert len(nbest) == 4 and scores == sorted(scores, reverse=True)
+        assert len({tuple(ids) for _, ids in nbest}) == 4
+        for score, ids in nbest:
+            if len(ids) < 16:  # not cut by the length limit (6 * 1.0 + 10): ends with EOS
+                log_prob = sequence_log_prob(model, row[row > 0], ids)
+                expected = log_prob / (len(ids) + 1) ** length_penalty
+                assert score == pytest.approx(expected, rel=1e-4, abs=1e-4)
+                checked += 1
+    assert checked >= 3

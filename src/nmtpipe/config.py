@@ -149,6 +149,10 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     batch_size: int = param(64, "sentences decoded per batch", min=1)
+    beam_size: int = param(5, "beam search width (1 = greedy search)", min=1)
+    length_penalty: float = param(
+        1.0, "beam search ranks by log-probability / length**length_penalty", min=0.0
+    )
     max_len_ratio: float = param(
         2.0, "decode at most max_len_ratio * source pieces + 10 target pieces", min=0.1
     )

@@ -92,7 +92,9 @@ def evaluate_model(
     if not sources:
         raise DataError(f"{split_dir / 'test.src'}: the test split is empty")
     started = time.perf_counter()
-    hyps = translate_sentences(trained, sources, cfg.batch_size, cfg.max_len_ratio)
+    hyps = translate_sentences(
+        trained, sources, cfg.batch_size, cfg.max_len_ratio, cfg.beam_size, cfg.length_penalty
+    )
     seconds = time.perf_counter() - started
     metrics = {
         **score_corpus(hyps, refs),

@@ -51,8 +51,8 @@ def main(argv=None) -> None:
         help="at most this many target pieces per source piece, plus 10",
     )
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
+    if args.batch_size < 1 or args.beam < 1:
+        parser.error("--batch-size and --beam must be at least 1")
 
     from nmtpipe.model.decoding import translate_sentences
     from nmtpipe.model.store import check_pair, load_model_dir
@@ -66,6 +66,9 @@ def main(argv=None) -> None:
             args.tgt_lang or trained.config["tgt_lang"],
         )
     lines = read_input(args.input)
-    for hyp in translate_sentences(trained, lines, args.batch_size, args.max_len_ratio):
+    hyps = translate_sentences(
+        trained, lines, args.batch_size, args.max_len_ratio, args.beam, args.length_penalty
+    )
+    for hyp in hyps:
         sys.stdout.write(hyp.replace("\n", " ") + "\n")  # one line out per line in
     sys.stdout.flush()
