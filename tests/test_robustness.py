@@ -475,7 +475,7 @@ def test_robustness_translate_hostile_input(model_dir):
         "日本語のテキスト".encode(),
         b"Bye.\r",
     ]
-    result = translate(model_dir, b"\n".join(lines) + b"\n")
+    result = translate(model_dir, b"\n".join(lines) + b"\n", "--beam", "3")
     assert result.returncode == 0, result.stderr
     out = result.stdout.decode("utf-8").split("\n")
     assert len(out) == len(lines) + 1 and out[-1] == ""

@@ -44,6 +44,13 @@ def main(argv=None) -> None:
     parser.add_argument("--src-lang", help="refuse a model that does not translate from this")
     parser.add_argument("--tgt-lang", help="refuse a model that does not translate into this")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    parser.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy search)")
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=1.0,
+        help="beam search: rank by log-probability / length**length_penalty",
+    )
     parser.add_argument(
         "--max-len-ratio",
         type=float,
