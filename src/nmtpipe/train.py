@@ -29,7 +29,7 @@ def set_determinism(seed: int) -> None:
 
 
 class Throughput(keras.callbacks.Callback):
-    """Adds epoch wall time and training pairs/target tokens per second to the logs."""
+    """Adds epoch wall time (training + dev pass) and pairs/target tokens per second to the logs."""
 
     def __init__(self, pairs: int, tgt_tokens: int):
         super().__init__()

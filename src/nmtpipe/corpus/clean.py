@@ -130,7 +130,7 @@ def _run_steps(config: dict, pairs_in: int) -> tuple[dict, dict, list[Path]]:
         except (OpusFilterError, KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"opusfilter step {num} ({name}): {err}") from None
         inputs = [work / _resolve(i, constants) for i in step["parameters"].get("inputs", [])]
-        outputs = [work / str(o) for o in step["parameters"]["outputs"]]
+        outputs = [work / _resolve(o, constants) for o in step["parameters"]["outputs"]]
         if step["type"] == "preprocess":
             modified[name] = _changed_pairs(inputs, outputs)
         after = count_lines(outputs[0])

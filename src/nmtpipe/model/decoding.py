@@ -139,8 +139,7 @@ class BeamSearchDecoder(GreedyDecoder):
             scores = np.array([sc for sc, _ in live])[:, None] + log_probs[i]  # k x vocab
             new_live = []
             if len(finished[i]) < k:
-                # stable: ties go to the lowest id, as with greedy search's argmax
-                for flat in np.argsort(-scores, axis=None, kind="stable")[: 2 * k]:
+                for flat in _top(scores.ravel(), 2 * k):
                     beam, token = divmod(int(flat), vocab)
                     score, prefix = scores[beam, token], live[beam][1]
                     if score == -np.inf or len(new_live) == k:
@@ -156,6 +155,12 @@ class BeamSearchDecoder(GreedyDecoder):
 
     def decode_batch(self, src_ids: list[list[int]]) -> list[list[int]]:
         return [nbest[0][1] if nbest else [] for nbest in self.nbest_batch(src_ids)]
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n best scores, best first; ties go to the lowest index (as argmax)."""
+    best = np.argpartition(-scores, n)[:n] if n < scores.size else np.arange(scores.size)
+    return best[np.lexsort((best, -scores[best]))]
 
 
 def _truncate(ids: list[int]) -> list[int]:
