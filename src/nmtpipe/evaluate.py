@@ -16,7 +16,7 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 
 from nmtpipe.config import EvaluateConfig
 from nmtpipe.errors import DataError
-from nmtpipe.fileio import atomic_dir, atomic_file, read_lines, write_json, write_lines
+from nmtpipe.fileio import atomic_dir, atomic_file, read_parallel, write_json, write_lines
 from nmtpipe.model.decoding import translate_sentences
 from nmtpipe.model.store import check_pair, load_model_dir
 
@@ -81,14 +81,9 @@ def evaluate_model(
     """
     trained = load_model_dir(model_dir)
     check_pair(trained, model_dir, *pair)
-    try:
-        sources, refs = group_references(
-            read_lines(split_dir / "test.src"), read_lines(split_dir / "test.tgt")
-        )
-    except FileNotFoundError as err:
-        raise DataError(f"{err.filename}: test split not found (run split)") from None
-    except ValueError:
-        raise DataError(f"{split_dir}: test.src and test.tgt differ in length") from None
+    sources, refs = group_references(
+        *read_parallel(split_dir / "test.src", split_dir / "test.tgt", "test split", "split")
+    )
     if not sources:
         raise DataError(f"{split_dir / 'test.src'}: the test split is empty")
     started = time.perf_counter()

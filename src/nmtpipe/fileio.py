@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from nmtpipe.errors import DataError
+
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
@@ -91,6 +93,22 @@ def read_lines(path: str | Path) -> list[str]:
     """Read a UTF-8 text file written by a previous stage, one item per line."""
     with open(path, encoding="utf-8") as lines:
         return [line.rstrip("\n") for line in lines]
+
+
+def read_parallel(src_path: Path, tgt_path: Path, what: str, made_by: str):
+    """Two line-aligned files written by an earlier stage, as (src lines, tgt lines).
+
+    A missing file or different line counts is a DataError naming the file.
+    """
+    try:
+        src, tgt = read_lines(src_path), read_lines(tgt_path)
+    except FileNotFoundError as err:
+        raise DataError(f"{err.filename}: {what} not found (run {made_by})") from None
+    if len(src) != len(tgt):
+        raise DataError(
+            f"{Path(src_path).parent}: {len(src)} source lines but {len(tgt)} target lines"
+        )
+    return src, tgt
 
 
 def sha256_file(path: str | Path) -> str:

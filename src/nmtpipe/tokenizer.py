@@ -10,7 +10,7 @@ import sentencepiece as spm
 
 from nmtpipe.config import TokenizerConfig
 from nmtpipe.errors import DataError, ModelError
-from nmtpipe.fileio import atomic_dir, read_lines
+from nmtpipe.fileio import atomic_dir, read_parallel
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,10 @@ def train_tokenizers(split_dir: Path, cfg: TokenizerConfig, out_dir: Path) -> di
     """Train src.model and tgt.model on the training split; return their vocab sizes."""
     sizes = {"src": cfg.src_vocab_size, "tgt": cfg.tgt_vocab_size}
     with atomic_dir(out_dir) as tmp:
-        for side in SIDES:
-            try:
-                sentences = read_lines(split_dir / f"train.{side}")
-            except FileNotFoundError as err:
-                raise DataError(f"{err.filename}: training split not found (run split)") from None
+        train = read_parallel(
+            split_dir / "train.src", split_dir / "train.tgt", "training split", "split"
+        )
+        for side, sentences in zip(SIDES, train, strict=True):
             log.info("training %s tokenizer on %d sentences", side, len(sentences))
             try:
                 model = train_sentencepiece(sentences, sizes[side], cfg)

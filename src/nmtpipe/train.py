@@ -13,7 +13,7 @@ from nmtpipe import __version__
 from nmtpipe.config import Params, to_dict
 from nmtpipe.dataset import encode_pairs, make_dataset
 from nmtpipe.errors import DataError
-from nmtpipe.fileio import atomic_dir, read_lines
+from nmtpipe.fileio import atomic_dir, read_parallel
 from nmtpipe.logs import progress_enabled
 from nmtpipe.model.seq2seq import build_model, masked_accuracy, masked_loss
 from nmtpipe.model.store import save_model_dir
@@ -48,10 +48,7 @@ class Throughput(keras.callbacks.Callback):
 
 
 def _load_split(split_dir: Path, name: str) -> tuple[list[str], list[str]]:
-    try:
-        return read_lines(split_dir / f"{name}.src"), read_lines(split_dir / f"{name}.tgt")
-    except FileNotFoundError as err:
-        raise DataError(f"{err.filename}: split not found (run split)") from None
+    return read_parallel(split_dir / f"{name}.src", split_dir / f"{name}.tgt", "split", "split")
 
 
 def _datasets(split_dir: Path, tok_dir: Path, params: Params):

@@ -15,7 +15,7 @@ from pathlib import Path
 from nmtpipe.config import SplitConfig
 from nmtpipe.corpus.download import SRC_FILE, TGT_FILE
 from nmtpipe.errors import ConfigError, DataError
-from nmtpipe.fileio import atomic_dir, read_lines, write_json, write_lines
+from nmtpipe.fileio import atomic_dir, read_parallel, write_json, write_lines
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,7 @@ def assign_groups(sources: list[str], dev_n: int, test_n: int, seed: int) -> dic
 
 def split_corpus(clean_dir: Path, cfg: SplitConfig, out_dir: Path) -> dict[str, int]:
     """Write {train,dev,test}.{src,tgt} and sizes.json into out_dir; return the sizes."""
-    try:
-        src, tgt = read_lines(clean_dir / SRC_FILE), read_lines(clean_dir / TGT_FILE)
-    except FileNotFoundError as err:
-        raise DataError(f"{err.filename}: cleaned corpus not found (run clean)") from None
-    if len(src) != len(tgt):
-        raise DataError(f"{clean_dir}: {len(src)} source lines but {len(tgt)} target lines")
+    src, tgt = read_parallel(clean_dir / SRC_FILE, clean_dir / TGT_FILE, "cleaned corpus", "clean")
     total = len(src)
     dev_n, test_n = _size(cfg.dev_size, total, "dev_size"), _size(cfg.test_size, total, "test_size")
     if dev_n + test_n >= total:
