@@ -25,10 +25,6 @@ Pair = tuple[str, str]
 DOWNLOAD_TIMEOUT_S = 30
 
 
-def is_remote(url: str) -> bool:
-    return urlparse(url).scheme in ("http", "https")
-
-
 def fetch(url: str, workdir: Path) -> Path:
     """Return a local path for `url`: a local file as is, an http(s) URL downloaded."""
     scheme = urlparse(url).scheme
