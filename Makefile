@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/nmtpipe plots-template .dvc/offline-plots.html  # dvc plots without a CDN
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install nmtpipe with its dependencies

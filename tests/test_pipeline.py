@@ -13,9 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .browser import probe_page, screenshot
 from .conftest import ROOT, run_nmtpipe
 
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "pipeline", "src", ".dvc/config", ".gitignore")
+PROJECT_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "pipeline",
+    "src",
+    ".dvc/config",
+    ".dvc/offline-plots.html",  # written by `make install`
+    ".gitignore",
+)
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 TINY = {
     "split": {"dev_size": 40, "test_size": 40},
     "tokenizer": {"src_vocab_size": 200, "tgt_vocab_size": 200},
@@ -67,8 +77,8 @@ def repo(
         params[section].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], repo)
+    run([*GIT, "add", "-A"], repo)
+    run([*GIT, "commit", "-qm", "init"], repo)
     # Every test starts from a trained pipeline; the first test checks this run's output.
     (repo.parent / "first_repro.txt").write_text(run(["dvc", "repro"], repo).stdout)
     return repo
@@ -94,15 +104,27 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
         assert (repo / "data/model" / name).stat().st_size > 0
     train = json.loads((repo / "reports/train/metrics.json").read_text())
     assert train["epochs_run"] == 2 and train["train_pairs"] == sizes["train"]
-    loss_curve = (repo / "reports/train/plots/metrics/train/loss.tsv").read_text().splitlines()
-    assert len(loss_curve) == 3  # header + 2 epochs
+    curves = repo / "reports/train/plots/metrics"
+    for curve in ("train/loss", "eval/loss", "eval/bleu", "train/learning_rate"):
+        assert len((curves / f"{curve}.tsv").read_text().splitlines()) == 3  # header + 2 epochs
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert {"bleu", "chrf", "ter", "copy_source_bleu"} <= set(metrics)
     assert metrics["signature"]["bleu"].startswith("nrefs:")
     hyps = (repo / "reports/eval/hypotheses.txt").read_text().splitlines()
     assert len(hyps) == metrics["test_sentences"]
-    assert "Translation report (en -> es)" in (repo / "reports/eval/report.md").read_text()
+    report = (repo / "reports/report.html").read_text()
+    for heading in ("Scores", "Data", "Training", "BLEU by source length", "Attention", "Params"):
+        assert f"<h2>{heading}</h2>" in report
     assert not list(repo.rglob(".*.tmp-*"))
+
+
+def test_report_is_self_contained_and_renders_offline_in_chromium(repo):
+    report = repo / "reports/report.html"
+    html = report.read_text()
+    assert "<script" not in html and not re.search(r"(src|href)=['\"]?https?:", html)
+    loaded, images, _ = probe_page(report)
+    assert images >= 3 and loaded == images  # curves, BLEU by length, attention heatmaps
+    screenshot(report, "report.png")
 
 
 def test_second_repro_runs_nothing(repo):
@@ -149,6 +171,56 @@ def test_translate_with_the_trained_model(repo):
 def test_a_param_change_reruns_only_what_depends_on_it(repo, change, expected):
     result = run(["dvc", "exp", "run", "-S", change], repo)
     assert stages_run(result.stdout) == expected
+
+
+def test_compare_attention_experiments_with_dvc(repo):
+    """The README's experiment walkthrough: one exp per attention type, then compare."""
+    for attention in ("bahdanau", "luong", "none"):
+        run(
+            ["dvc", "exp", "run", "-n", f"att-{attention}", "-S", f"model.attention={attention}"],
+            repo,
+        )
+    table = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    rows = {}
+    for commit in table:
+        for exp in commit.get("experiments") or []:
+            run_data = exp["revs"][0]["data"]
+            params = run_data["params"]["params.yaml"]["data"]["model"]
+            metrics = run_data["metrics"]["reports/metrics.json"]["data"]
+            rows[exp["name"]] = (params["attention"], metrics["bleu"], metrics["chrf"])
+    assert {rows[f"att-{a}"][0] for a in ("bahdanau", "luong", "none")} == {
+        "bahdanau",
+        "luong",
+        "none",
+    }
+    diff = run(["dvc", "metrics", "diff", "att-luong", "att-none", "--all", "--json"], repo).stdout
+    assert "bleu" in json.loads(diff)["reports/metrics.json"]
+    out = repo.parent / "plots"
+    run(["dvc", "plots", "diff", "att-luong", "att-none", "-o", str(out)], repo)
+    page = out / "index.html"
+    assert "cdn.jsdelivr" not in page.read_text()
+    assert probe_page(page)[2] >= 4  # loss, dev BLEU, learning rate, speed: drawn offline
+    screenshot(page, "plots-diff.png", height=2000)
+
+
+def test_share_through_a_remote_then_pull_into_a_fresh_clone(repo, tmp_path):
+    run(["dvc", "repro"], repo)
+    run(["dvc", "remote", "add", "-d", "-f", "store", str(tmp_path / "dvc-store")], repo)
+    run(["dvc", "push"], repo)
+    run([*GIT, "add", "-A"], repo)
+    run([*GIT, "commit", "-qm", "trained pipeline"], repo)
+    origin = tmp_path / "origin.git"
+    run(["git", "clone", "-q", "--bare", str(repo), str(origin)], tmp_path)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], clone).stdout
+    for name in ("data/model/model.keras", "data/split/test.src", "data/raw/manifest.json"):
+        assert (clone / name).read_bytes() == (repo / name).read_bytes(), name
+    result = run_nmtpipe(
+        "translate", "--model", str(clone / "data/model"), stdin=b"I like coffee.\n"
+    )
+    assert result.returncode == 0 and result.stdout.decode().strip(), result.stderr
 
 
 def test_robustness_killed_stage_recovers_on_next_dvc_repro(repo):

@@ -19,11 +19,12 @@ COMMANDS = {
     "train": ("nmtpipe.stages.train", "stage: train the attention model"),
     "evaluate": ("nmtpipe.stages.evaluate", "stage: BLEU/chrF/TER on the test split"),
     "translate": ("nmtpipe.translate", "translate stdin (or --input) with a trained model"),
+    "plots-template": ("nmtpipe.plots_template", "write an offline HTML template for dvc plots"),
 }
 
 
 def usage() -> str:
-    rows = "\n".join(f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items())
+    rows = "\n".join(f"  {name:<15} {help_text}" for name, (_, help_text) in COMMANDS.items())
     return (
         f"usage: nmtpipe COMMAND [options]   (nmtpipe COMMAND --help for its options)\n\n"
         f"commands:\n{rows}\n"

@@ -144,6 +144,11 @@ class TrainConfig:
     max_src_len: int = param(64, "training pairs with more source pieces are skipped", min=1)
     max_tgt_len: int = param(64, "training pairs with more target pieces are skipped", min=1)
     seed: int = param(42, "seed of initialisation, dropout and shuffling")
+    dev_bleu_sentences: int = param(
+        200,
+        "dev BLEU curve: greedy-decode this many distinct dev sources per epoch (0 = off)",
+        min=0,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The evaluate stage: translate the test split and score it with sacrebleu.
+"""The evaluate stage: translate the test split, score it with sacrebleu, write the report.
 
 Each distinct test source is translated once and scored against all of its
 reference translations (sacrebleu reference streams, None where a source has
@@ -7,47 +7,28 @@ fewer references than the most), on detokenized text with the 13a tokenizer.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from sacrebleu.metrics import BLEU, CHRF, TER
+from sacrebleu.metrics import BLEU, CHRF
 
 from nmtpipe.config import EvaluateConfig
-from nmtpipe.errors import DataError
+from nmtpipe.dataset import encode_source
+from nmtpipe.errors import DataError, first_line
 from nmtpipe.fileio import atomic_dir, atomic_file, read_parallel, write_json, write_lines
-from nmtpipe.model.decoding import translate_sentences
+from nmtpipe.model.decoding import attention_weights, translate_sentences
 from nmtpipe.model.store import check_pair, load_model_dir
+from nmtpipe.report import Attention, ReportData, write_report
+from nmtpipe.scoring import bleu_by_length, group_references, score_corpus
+from nmtpipe.tokenizer import EOS_ID
 
 log = logging.getLogger(__name__)
-REPORT_EXAMPLES = 5
-
-
-def group_references(src: list[str], tgt: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Distinct sources in first-seen order, each with all of its references."""
-    refs: dict[str, list[str]] = {}
-    for s, t in zip(src, tgt, strict=True):
-        refs.setdefault(s, []).append(t)
-    return list(refs), list(refs.values())
-
-
-def reference_streams(refs: list[list[str]]) -> list[list[str | None]]:
-    """sacrebleu layout: stream k holds every sentence's k-th reference (or None)."""
-    width = max(len(r) for r in refs)
-    return [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
-
-
-def score_corpus(hyps: list[str], refs: list[list[str]]) -> dict:
-    """BLEU, chrF and TER with their sacrebleu signatures."""
-    if len(hyps) != len(refs):  # sacrebleu would silently truncate
-        raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} reference sets")
-    streams = reference_streams(refs)
-    scores, signatures = {}, {}
-    for name, metric in (("bleu", BLEU()), ("chrf", CHRF()), ("ter", TER())):
-        scores[name] = round(metric.corpus_score(hyps, streams).score, 2)
-        signatures[name] = str(metric.get_signature())
-    return {**scores, "signature": signatures}
+ATTENTION_EXAMPLES = 4
+LENGTH_BUCKETS = ((1, 5), (6, 10), (11, 15), (16, 20), (21, None))  # source words
 
 
 def sentence_scores(sources, hyps, refs) -> pd.DataFrame:
@@ -67,17 +48,29 @@ def sentence_scores(sources, hyps, refs) -> pd.DataFrame:
     )
 
 
+@dataclass
+class Records:
+    """Files earlier stages wrote, shown in the report; a missing one is left out."""
+
+    manifest: Path | None = None  # download's manifest.json
+    clean: Path | None = None  # clean's report
+    live_dir: Path | None = None  # train's dvclive directory
+    params: dict = field(default_factory=dict)  # all params, as resolved
+
+
 def evaluate_model(
     model_dir: Path,
     split_dir: Path,
     cfg: EvaluateConfig,
     pair: tuple[str, str],
-    metrics_path: Path,
-    out_dir: Path,
+    out: dict[str, Path],
+    records: Records,
 ) -> dict:
-    """Write metrics_path and out_dir/{hypotheses.txt,scores.tsv,report.md}; return metrics.
+    """Translate and score the test split; return the metrics.
 
-    `pair` is the (src_lang, tgt_lang) the test split is in; the model must match it.
+    Writes out["metrics"] (JSON), out["dir"]/{hypotheses.txt,scores.tsv} and
+    out["report"] (HTML). `pair` is the (src_lang, tgt_lang) the test split is
+    in; the model must match it.
     """
     trained = load_model_dir(model_dir)
     check_pair(trained, model_dir, *pair)
@@ -100,10 +93,15 @@ def evaluate_model(
         "sentences_per_s": round(len(sources) / seconds, 1),
     }
     table = sentence_scores(sources, hyps, refs)
-    with atomic_dir(out_dir) as tmp, atomic_file(metrics_path) as tmp_metrics:
+    report = _report_data(trained, metrics, table, (sources, hyps, refs), split_dir, records)
+    with (
+        atomic_dir(out["dir"]) as tmp,
+        atomic_file(out["metrics"]) as tmp_metrics,
+        atomic_file(out["report"]) as tmp_report,
+    ):
         write_lines(tmp / "hypotheses.txt", hyps)
         table.to_csv(tmp / "scores.tsv", sep="\t", index=False)
-        (tmp / "report.md").write_text(markdown_report(metrics, trained.config, table))
+        write_report(tmp_report, report)
         write_json(tmp_metrics, metrics)
     log.info(
         "test BLEU %.2f chrF %.2f TER %.2f on %d sentences (copying the source: BLEU %.2f)",
@@ -116,44 +114,52 @@ def evaluate_model(
     return metrics
 
 
-def markdown_report(metrics: dict, config: dict, table: pd.DataFrame) -> str:
-    """A short human-readable report: scores, signatures, best and worst sentences."""
-    ranked = table.sort_values(["bleu", "chrf"], ascending=False, kind="stable")
-    lines = [
-        f"# Translation report ({config['src_lang']} -> {config['tgt_lang']})",
-        "",
-        f"Test set: {metrics['test_sentences']} sentences, "
-        f"{metrics['test_references']} references.",
-        "",
-        "| metric | score | sacrebleu signature |",
-        "|---|---|---|",
-        *(
-            f"| {m.upper()} | {metrics[m]} | `{metrics['signature'][m]}` |"
-            for m in ("bleu", "chrf", "ter")
-        ),
-        f"| BLEU of copying the source | {metrics['copy_source_bleu']} | |",
-        "",
-        f"Model: {config['model']}",
-        "",
-    ]
-    for title, rows in (
-        ("Best", ranked.head(REPORT_EXAMPLES)),
-        ("Worst", ranked.tail(REPORT_EXAMPLES).iloc[::-1]),
-    ):
-        lines += [
-            f"## {title} translations",
-            "",
-            "| BLEU | source | hypothesis | references |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r.bleu} | {_cell(r.source)} | {_cell(r.hypothesis)} | {_cell(r.references)} |"
-            for r in rows.itertuples()
-        ]
-        lines.append("")
-    return "\n".join(lines)
+def _report_data(trained, metrics, table, test, split_dir: Path, records: Records) -> ReportData:
+    sources, hyps, refs = test
+    live = records.live_dir
+    return ReportData(
+        metrics=metrics,
+        table=table,
+        buckets=bleu_by_length(sources, hyps, refs, LENGTH_BUCKETS),
+        model_config=trained.config,
+        params=records.params,
+        manifest=_read_json(records.manifest),
+        clean=_read_json(records.clean),
+        split_sizes=_read_json(split_dir / "sizes.json"),
+        train_summary=_read_json(live / "metrics.json") if live else None,
+        curves_dir=live / "plots" / "metrics" if live else None,
+        attention=attention_examples(trained, sources, hyps),
+    )
 
 
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text.replace("|", "\\|")
+def _read_json(path: Path | None) -> dict | None:
+    """A JSON record of an earlier stage, or None when it is not there."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: invalid JSON ({first_line(err)})") from None
+
+
+def attention_examples(trained, sources: list[str], hyps: list[str]) -> list[Attention]:
+    """Attention weights of the first few test translations of 4 to 16 source pieces
+    (and at most 40 output pieces, so that the heat maps stay readable)."""
+    if trained.model.attention is None:
+        return []
+    examples = []
+    for source, hyp in zip(sources, hyps, strict=True):
+        src_ids = encode_source(trained.sp_src, [source])[0]
+        tgt_ids = trained.sp_tgt.encode(hyp)
+        if not (4 <= len(src_ids) <= 16 and len(tgt_ids) <= 40):
+            continue
+        examples.append(
+            Attention(
+                [trained.sp_src.id_to_piece(i) for i in src_ids],
+                [trained.sp_tgt.id_to_piece(i) for i in tgt_ids + [EOS_ID]],
+                attention_weights(trained.model, src_ids, tgt_ids),
+            )
+        )
+        if len(examples) == ATTENTION_EXAMPLES:
+            break
+    return examples

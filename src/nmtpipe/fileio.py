@@ -35,6 +35,17 @@ def _remove_stale(path: Path, kind: str = "tmp") -> None:
         _remove(stale)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(tmp: Path, is_dir: bool) -> None:
+    """Give a mkstemp/mkdtemp path (0600/0700) the mode a plain open/mkdir would have."""
+    os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def scratch_dir(path: str | Path) -> Iterator[Path]:
     """A temporary working directory beside output `path`, deleted afterwards."""
@@ -52,6 +63,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    _default_mode(tmp, is_dir=True)
     try:
         yield tmp
         _remove(path)
@@ -70,6 +82,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    _default_mode(tmp, is_dir=False)
     try:
         yield tmp
         os.replace(tmp, path)

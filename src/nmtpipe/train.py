@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from nmtpipe import __version__
+from nmtpipe.callbacks import DevBleu, LearningRate, Throughput
 from nmtpipe.config import Params, to_dict
 from nmtpipe.dataset import encode_pairs, make_dataset
 from nmtpipe.errors import DataError
@@ -17,6 +18,7 @@ from nmtpipe.fileio import atomic_dir, read_parallel
 from nmtpipe.logs import progress_enabled
 from nmtpipe.model.seq2seq import build_model, masked_accuracy, masked_loss
 from nmtpipe.model.store import save_model_dir
+from nmtpipe.scoring import group_references
 from nmtpipe.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -26,25 +28,6 @@ def set_determinism(seed: int) -> None:
     """Same seed, same machine -> same weights (pitfalls: costs no speed here)."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-class Throughput(keras.callbacks.Callback):
-    """Adds epoch wall time (training + dev pass) and pairs/target tokens per second to the logs."""
-
-    def __init__(self, pairs: int, tgt_tokens: int):
-        super().__init__()
-        self.pairs, self.tgt_tokens = pairs, tgt_tokens
-        self.started = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.started
-        if logs is not None:
-            logs["epoch_time_s"] = seconds
-            logs["pairs_per_s"] = self.pairs / seconds
-            logs["tgt_tokens_per_s"] = self.tgt_tokens / seconds
 
 
 def _load_split(split_dir: Path, name: str) -> tuple[list[str], list[str]]:
@@ -73,6 +56,13 @@ def _datasets(split_dir: Path, tok_dir: Path, params: Params):
     train_ds = make_dataset(train[0], train[1], cfg.batch_size, shuffle_seed=cfg.seed)
     dev_ds = make_dataset(dev[0], dev[1], cfg.batch_size)
     return train_ds, dev_ds, stats
+
+
+def _dev_bleu(split_dir: Path, tok_dir: Path, sentences: int) -> DevBleu:
+    """The dev BLEU callback on the first `sentences` distinct dev sources (split order)."""
+    sources, refs = group_references(*_load_split(split_dir, "dev"))
+    sp_src, sp_tgt = load_tokenizer(tok_dir / "src.model"), load_tokenizer(tok_dir / "tgt.model")
+    return DevBleu(sources[:sentences], refs[:sentences], sp_src, sp_tgt)
 
 
 def train_model(
@@ -107,8 +97,10 @@ def train_model(
             train_ds,
             validation_data=dev_ds,
             epochs=params.train.epochs,
-            callbacks=[
+            callbacks=[  # the figure-adding callbacks run before early stopping and dvclive
                 Throughput(stats["train_pairs"], stats["train_tgt_tokens"]),
+                LearningRate(),
+                _dev_bleu(split_dir, tok_dir, params.train.dev_bleu_sentences),
                 early,
                 DVCLiveCallback(live=live),
             ],
@@ -145,6 +137,11 @@ def _summary(history: dict, seconds: float, stats: dict, model) -> dict:
         "epochs_run": len(val_loss),
         "train_time_s": round(seconds, 1),
         "pairs_per_s": round(sum(history["pairs_per_s"]) / len(val_loss), 1),
+        **(
+            {"best_epoch_dev_bleu": round(history["val_bleu"][best], 2)}
+            if "val_bleu" in history
+            else {}
+        ),
         "parameters": int(model.count_params()),
         **stats,
     }

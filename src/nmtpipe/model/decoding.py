@@ -157,6 +157,20 @@ class BeamSearchDecoder(GreedyDecoder):
         return [nbest[0][1] if nbest else [] for nbest in self.nbest_batch(src_ids)]
 
 
+def attention_weights(model, src_ids: list[int], tgt_ids: list[int]) -> np.ndarray | None:
+    """Attention of one translation, (len(tgt_ids) + 1) x len(src_ids), the last row for EOS.
+
+    Teacher-forced on the translation's own pieces: the decoder is deterministic
+    given its prefix, so these are the weights the search computed. None without
+    attention.
+    """
+    src = np.array([src_ids], dtype=np.int32)
+    tgt_in = np.array([[BOS_ID, *tgt_ids]], dtype=np.int32)
+    enc_out, enc_mask, states = model.encode(src)
+    _, _, weights = model.decode(tgt_in, enc_out, enc_mask, states)
+    return None if weights is None else np.asarray(weights)[0]
+
+
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
     """Indices of the n best scores, best first; ties go to the lowest index (as argmax)."""
     best = np.argpartition(-scores, n)[:n] if n < scores.size else np.arange(scores.size)
@@ -175,17 +189,21 @@ def translate_sentences(
     beam_size: int = 1,
     length_penalty: float = 1.0,
     desc: str = "translate",
+    decoder: GreedyDecoder | None = None,
 ) -> list[str]:
     """Translate sentences in batches of similar length; one output per input, order kept.
 
     Empty or blank inputs translate to empty outputs; inputs longer than
-    MAX_INPUT_PIECES subword pieces are truncated, with a warning.
+    MAX_INPUT_PIECES subword pieces are truncated, with a warning. A `decoder`
+    made once can be passed in to reuse its compiled graphs (then beam_size,
+    length_penalty and max_len_ratio are the decoder's own).
     """
-    decoder = (
-        GreedyDecoder(trained.model, max_len_ratio)
-        if beam_size == 1
-        else BeamSearchDecoder(trained.model, beam_size, length_penalty, max_len_ratio)
-    )
+    if decoder is None:
+        decoder = (
+            GreedyDecoder(trained.model, max_len_ratio)
+            if beam_size == 1
+            else BeamSearchDecoder(trained.model, beam_size, length_penalty, max_len_ratio)
+        )
     outputs = [""] * len(sentences)
     todo = [i for i, s in enumerate(sentences) if s.strip()]
     encoded = encode_source(trained.sp_src, [sentences[i] for i in todo])

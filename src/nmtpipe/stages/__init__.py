@@ -20,6 +20,8 @@ def parse_stage_args(
         help="params file (default: params.yaml)",
     )
     for option, help_text in paths.items():
-        parser.add_argument(f"--{option}", type=Path, required=True, help=help_text)
+        parser.add_argument(
+            f"--{option.replace('_', '-')}", type=Path, required=True, help=help_text
+        )
     args = parser.parse_args(argv)
     return args, load_params(args.params)

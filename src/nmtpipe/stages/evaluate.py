@@ -1,5 +1,6 @@
-"""evaluate: translate the test split; write BLEU/chrF/TER, hypotheses and a report."""
+"""evaluate: translate the test split; write BLEU/chrF/TER, hypotheses and the HTML report."""
 
+from nmtpipe.config import to_dict
 from nmtpipe.stages import parse_stage_args
 
 
@@ -11,11 +12,22 @@ def main(argv=None) -> None:
             "model": "model directory",
             "split": "split directory",
             "metrics": "metrics JSON file",
-            "out": "directory for hypotheses, scores, report",
+            "out": "directory for hypotheses and per-sentence scores",
+            "report": "HTML report file",
+            "manifest": "download manifest (for the report)",
+            "clean_report": "clean stage report (for the report)",
+            "live": "train stage dvclive directory (for the report)",
         },
         argv,
     )
-    from nmtpipe.evaluate import evaluate_model  # TensorFlow loads only after params are valid
+    from nmtpipe.evaluate import Records, evaluate_model  # TensorFlow loads after params check
 
+    records = Records(
+        args.manifest,
+        args.clean_report,
+        args.live,
+        {name: to_dict(section) for name, section in vars(params).items()},
+    )
+    out = {"metrics": args.metrics, "dir": args.out, "report": args.report}
     pair = (params.data.src_lang, params.data.tgt_lang)
-    evaluate_model(args.model, args.split, params.evaluate, pair, args.metrics, args.out)
+    evaluate_model(args.model, args.split, params.evaluate, pair, out, records)
