@@ -18,6 +18,8 @@ import yaml
 
 from nmtpipe.errors import ConfigError
 
+FREEZE_PARTS = ("embeddings", "encoder", "decoder")
+
 
 def param(default: Any, help: str, *, choices=None, min=None, max=None):  # noqa: A002
     """Declare a config key: default, one-line meaning, allowed values or range."""
@@ -126,6 +128,15 @@ class ModelConfig:
         "general", "attention=luong: score function", choices=("dot", "general")
     )
     dropout: float = param(0.2, "dropout on embeddings and the attentional state", min=0.0, max=0.9)
+    src_embeddings: str = param(
+        "",
+        "word2vec text file (.gz ok) of vectors for source pieces: the rows of the pieces it "
+        "lists start from them, after train.init_from ('' = none; training only, DVC tracks "
+        "the path, config.json records the file's sha256)",
+    )
+    tgt_embeddings: str = param(
+        "", "word2vec text file (.gz ok) of vectors for target pieces, like src_embeddings"
+    )
 
     def __post_init__(self):
         if self.bidirectional and self.units % 2:
@@ -149,6 +160,31 @@ class TrainConfig:
         "dev BLEU curve: greedy-decode this many distinct dev sources per epoch (0 = off)",
         min=0,
     )
+    init_from: str = param(
+        "",
+        "earlier model directory (data/model layout) to start from: same language pair and "
+        "model params; pieces in both vocabularies keep their rows ('' = from scratch; not "
+        "data/model itself, which DVC deletes first; DVC tracks the path, config.json "
+        "records the files' sha256)",
+    )
+    freeze: tuple[str, ...] = param(
+        (),
+        "parts kept fixed: embeddings (source and target embeddings), encoder (encoder RNN), "
+        "decoder (decoder RNN, attention and output projection)",
+        choices=FREEZE_PARTS,
+    )
+
+    def __post_init__(self):
+        for num, part in enumerate(self.freeze):
+            if part not in FREEZE_PARTS:
+                raise ConfigError(
+                    f"params key 'train.freeze' entries must be one of {list(FREEZE_PARTS)}, "
+                    f"got {part!r}"
+                )
+            if part in self.freeze[:num]:
+                raise ConfigError(f"train.freeze lists {part!r} twice")
+        if set(self.freeze) == set(FREEZE_PARTS):
+            raise ConfigError("train.freeze lists every part: nothing would be trained")
 
 
 @dataclass(frozen=True)

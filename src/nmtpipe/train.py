@@ -18,6 +18,7 @@ from nmtpipe.fileio import atomic_dir, read_parallel
 from nmtpipe.logs import progress_enabled
 from nmtpipe.model.seq2seq import build_model, masked_accuracy, masked_loss
 from nmtpipe.model.store import save_model_dir
+from nmtpipe.model.transfer import prepare_model
 from nmtpipe.scoring import group_references
 from nmtpipe.tokenizer import load_tokenizer
 
@@ -82,6 +83,7 @@ def train_model(
         stats["dev_pairs"],
     )
     model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
+    transfer = prepare_model(model, params, tok_dir)  # init_from, pretrained vectors, freeze
     optimizer = keras.optimizers.Adam(
         params.train.learning_rate, clipnorm=params.train.clipnorm or None
     )
@@ -115,6 +117,7 @@ def train_model(
             "tgt_lang": params.data.tgt_lang,
             "model": to_dict(params.model),
             "train": to_dict(params.train),
+            "transfer": transfer,  # files read by prepare_model, with their sha256
             **{k: stats[k] for k in ("src_vocab_size", "tgt_vocab_size")},
         }
         save_model_dir(model_tmp, model, config, tok_dir)
