@@ -221,6 +221,15 @@ def test_share_through_a_remote_then_pull_into_a_fresh_clone(repo, tmp_path):
         "translate", "--model", str(clone / "data/model"), stdin=b"I like coffee.\n"
     )
     assert result.returncode == 0 and result.stdout.decode().strip(), result.stderr
+    # Another project imports the trained model (DVC fetches it from the remote).
+    other = tmp_path / "other"
+    other.mkdir()
+    run(["git", "init", "-q", "-b", "main"], other)
+    run(["dvc", "init", "-q"], other)
+    run(["dvc", "import", str(origin), "data/model", "-o", "en-es"], other)
+    model = (other / "en-es/model.keras").read_bytes()
+    assert model == (repo / "data/model/model.keras").read_bytes()
+    assert (other / "en-es.dvc").is_file()
 
 
 def test_robustness_killed_stage_recovers_on_next_dvc_repro(repo):
