@@ -153,3 +153,14 @@ def test_beam_scores_are_sorted_length_normalised_log_probs(length_penalty):
                 assert score == pytest.approx(expected, rel=1e-4, abs=1e-4)
                 checked += 1
     assert checked >= 3
+
+
+def test_graph_length_limit_is_the_greedy_decoders():
+    """In-graph limit == GreedyDecoder.max_len, also where float32 would round differently."""
+    from nmtpipe.model.graph_decoding import max_target_len
+
+    model, lengths = tiny(), np.arange(1, 300, dtype="int32")
+    for ratio in (0.1, 0.3, 0.7, 1.1, 1.5, 2.0, 2.3):
+        decoder = GreedyDecoder(model, ratio)
+        expected = [decoder.max_len(np.zeros((1, n))) for n in lengths]
+        assert max_target_len(lengths, ratio).numpy().tolist() == expected

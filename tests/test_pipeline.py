@@ -92,6 +92,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
         "tokenize",
         "train",
         "evaluate",
+        "export",
     }
     assert json.loads((repo / "data/raw/manifest.json").read_text())["pairs"] == 400
     clean = json.loads((repo / "reports/clean.json").read_text())
@@ -115,6 +116,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     report = (repo / "reports/report.html").read_text()
     for heading in ("Scores", "Data", "Training", "BLEU by source length", "Attention", "Params"):
         assert f"<h2>{heading}</h2>" in report
+    assert (repo / "data/export/saved_model.pb").stat().st_size > 0
     assert not list(repo.rglob(".*.tmp-*"))
 
 
@@ -164,8 +166,9 @@ def test_translate_with_the_trained_model(repo):
     "change, expected",
     [
         ("evaluate.batch_size=8", {"evaluate"}),
-        ("train.learning_rate=0.003", {"train", "evaluate"}),
-        ("clean.max_words=8", {"clean", "split", "tokenize", "train", "evaluate"}),
+        ("export.max_len_ratio=1.5", {"export"}),
+        ("train.learning_rate=0.003", {"train", "evaluate", "export"}),
+        ("clean.max_words=8", {"clean", "split", "tokenize", "train", "evaluate", "export"}),
     ],
 )
 def test_a_param_change_reruns_only_what_depends_on_it(repo, change, expected):

@@ -18,6 +18,7 @@ COMMANDS = {
     "tokenize": ("nmtpipe.stages.tokenize", "stage: SentencePiece tokenizers"),
     "train": ("nmtpipe.stages.train", "stage: train the attention model"),
     "evaluate": ("nmtpipe.stages.evaluate", "stage: BLEU/chrF/TER on the test split"),
+    "export": ("nmtpipe.stages.export", "stage: TensorFlow SavedModel for serving"),
     "translate": ("nmtpipe.translate", "translate stdin (or --input) with a trained model"),
     "plots-template": ("nmtpipe.plots_template", "write an offline HTML template for dvc plots"),
 }

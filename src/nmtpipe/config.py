@@ -200,6 +200,13 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    max_len_ratio: float = param(
+        2.0, "decode at most max_len_ratio * source pieces + 10 target pieces", min=0.1
+    )
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     clean: CleanConfig = field(default_factory=CleanConfig)
@@ -208,6 +215,7 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 def _is_hex(text: str) -> bool:

@@ -1,8 +1,10 @@
-"""Batched greedy decoding: the encoder runs once per batch, the decoder one step at a time.
+"""Batched greedy and beam decoding: the encoder runs once per batch, the decoder one
+step at a time.
 
 The one-step decoder is the trained model's own `decode` on a single token with
-the carried recurrent state, compiled once with `tf.function` (shape-generic
-signatures, so batches of any size and length reuse one graph).
+the carried recurrent state, compiled with `tf.function` (shape-generic signatures,
+so batches of any size and length reuse one graph). Greedy search runs its whole
+loop in that graph (`graph_decoding`); beam search steps from Python.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import tensorflow as tf
 
 from nmtpipe.dataset import encode_source
 from nmtpipe.logs import progress
+from nmtpipe.model.graph_decoding import greedy_search, hyp_lengths
 from nmtpipe.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class GreedyDecoder:
         units = model.units
         state_specs = [tf.TensorSpec([None, units], tf.float32)] * model.n_states
         self.encode = tf.function(lambda src: model.encode(src), input_signature=[ids])
+        self.search = tf.function(self._search, input_signature=[ids])
         self.step = tf.function(
             self._step,
             input_signature=[
@@ -64,28 +68,18 @@ class GreedyDecoder:
         logits, states, _ = self.model.decode(tokens[:, None], enc_out, enc_mask, states)
         return logits[:, 0, :], states
 
+    def _search(self, src):
+        """src: batch x src_len -> (hyps batch x steps, lengths before EOS batch)."""
+        hyps = greedy_search(self.model, src, self.max_len_ratio)
+        return hyps, hyp_lengths(hyps)
+
     def max_len(self, src: np.ndarray) -> int:
         return int(self.max_len_ratio * src.shape[1]) + 10
 
     def decode_batch(self, src_ids: list[list[int]]) -> list[list[int]]:
         """Target ids (without BOS/EOS) for a batch of source id sequences."""
-        src = pad_batch(src_ids)
-        enc_out, enc_mask, states = self.encode(src)
-        tokens = np.full(len(src_ids), BOS_ID, dtype=np.int32)
-        finished = np.zeros(len(src_ids), dtype=bool)
-        steps = []
-        for _ in range(self.max_len(src)):
-            logits, states = self.step(tokens, states, enc_out, enc_mask)
-            tokens = np.argmax(logits.numpy(), axis=-1).astype(np.int32)
-            tokens[finished] = EOS_ID
-            steps.append(tokens)
-            finished |= tokens == EOS_ID
-            if finished.all():
-                break
-        out = np.stack(steps, axis=1)
-        return [
-            list(row[: np.argmax(row == EOS_ID)] if (row == EOS_ID).any() else row) for row in out
-        ]
+        hyps, lengths = self.search(pad_batch(src_ids))
+        return [row[:n].tolist() for row, n in zip(hyps.numpy(), lengths.numpy(), strict=True)]
 
 
 class BeamSearchDecoder(GreedyDecoder):

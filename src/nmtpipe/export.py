@@ -1,0 +1,116 @@
+"""The export stage: a TensorFlow SavedModel that translates raw strings.
+
+Its `serving_default` signature takes UTF-8 sentences (tf.string, shape [batch]) and
+returns {"translation": tf.string [batch]}. SentencePiece runs inside the graph
+(tensorflow-text ops) and so does greedy search, so a client needs TensorFlow and
+tensorflow-text only: `import tensorflow_text` (it registers the ops), then
+`tf.saved_model.load`. Blank inputs give empty outputs and inputs longer than
+MAX_INPUT_PIECES pieces are truncated, as in `translate_sentences`; one request is
+decoded as one batch (the length limit depends on its longest sentence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from nmtpipe.config import ExportConfig
+from nmtpipe.fileio import atomic_dir, write_json
+from nmtpipe.model.decoding import MAX_INPUT_PIECES
+from nmtpipe.model.graph_decoding import greedy_search, hyp_lengths
+from nmtpipe.model.store import TOKENIZER_FILES, load_model_dir
+from nmtpipe.tokenizer import EOS_ID, PAD_ID
+
+log = logging.getLogger(__name__)
+SIGNATURE = "serving_default"
+
+
+def blank_pattern() -> str:
+    """An RE2 pattern matching the strings Python's str.strip() empties.
+
+    RE2's \\s is ASCII only; translate_sentences skips every `not s.strip()`, so the
+    class lists each character Python counts as whitespace.
+    """
+    spaces = (c for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    return "[" + "".join(f"\\x{{{c:x}}}" for c in spaces) + "]*"
+
+
+def sentencepiece_tokenizer(spm: bytes) -> tf_text.SentencepieceTokenizer:
+    """An in-graph SentencePiece tokenizer whose resource is named after its model bytes.
+
+    A loaded SavedModel names each tokenizer resource after the op that creates it, so
+    two tokenizers with the default name share one SentencePiece model (tensorflow/text
+    issue #1304). A name derived from the content keeps them apart, also across
+    SavedModels loaded into one process.
+    """
+    name = f"sentencepiece_{hashlib.sha256(spm).hexdigest()[:16]}"
+    return tf_text.SentencepieceTokenizer(model=spm, name=name)
+
+
+class Translator(tf.Module):
+    """Model weights, both SentencePiece models and the `translate` graph.
+
+    Args:
+        model: a trained Seq2Seq.
+        src_spm, tgt_spm: serialized SentencePiece models (the .model files' bytes).
+        max_len_ratio: at most max_len_ratio * source pieces + 10 target pieces.
+    """
+
+    def __init__(self, model, src_spm: bytes, tgt_spm: bytes, max_len_ratio: float):
+        super().__init__(name="translator")
+        self.model = model
+        self.src_tokenizer = sentencepiece_tokenizer(src_spm)
+        self.tgt_tokenizer = sentencepiece_tokenizer(tgt_spm)
+        self.max_len_ratio = max_len_ratio
+        self.blank = blank_pattern()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    def translate(self, sentences):
+        """sentences: batch strings -> {"translation": batch strings}, blank -> ""."""
+        blank = tf.strings.regex_full_match(sentences, self.blank)  # batch
+        keep = tf.where(tf.logical_not(blank))  # n_kept x 1 row indices
+        hyps = tf.cond(
+            tf.size(keep) > 0,  # the encoder cannot run on an empty batch
+            lambda: self._translate(tf.gather_nd(sentences, keep)),
+            lambda: tf.zeros([0], tf.string),
+        )
+        empty = tf.fill(tf.shape(sentences), "")
+        return {"translation": tf.tensor_scatter_nd_update(empty, keep, hyps)}
+
+    def _translate(self, sentences):
+        """Non-blank sentences (batch) -> greedy translations (batch strings)."""
+        pieces = self.src_tokenizer.tokenize(sentences)  # batch x (pieces), ragged
+        pieces = pieces[:, : MAX_INPUT_PIECES - 1]  # room for EOS, as decoding._truncate
+        eos = tf.RaggedTensor.from_tensor(tf.fill([tf.shape(sentences)[0], 1], EOS_ID))
+        src = tf.concat([pieces, eos], axis=1).to_tensor(default_value=PAD_ID)  # batch x src_len
+        hyps = greedy_search(self.model, src, self.max_len_ratio)  # batch x steps
+        return self.tgt_tokenizer.detokenize(
+            tf.RaggedTensor.from_tensor(hyps, lengths=hyp_lengths(hyps))
+        )
+
+
+def export_model(model_dir: Path, out_dir: Path, cfg: ExportConfig) -> None:
+    """Write the SavedModel of model_dir into out_dir, with the model's config.json.
+
+    config.json gains an "export" section with the decoding settings baked in.
+    A missing or broken model is a ModelError and leaves out_dir untouched.
+    """
+    model_dir = Path(model_dir)
+    trained = load_model_dir(model_dir)
+    src_spm, tgt_spm = ((model_dir / name).read_bytes() for name in TOKENIZER_FILES)
+    translator = Translator(trained.model, src_spm, tgt_spm, cfg.max_len_ratio)
+    with atomic_dir(out_dir) as tmp:
+        tf.saved_model.save(translator, str(tmp), signatures={SIGNATURE: translator.translate})
+        export = {
+            "signature": SIGNATURE,
+            "decoding": "greedy",
+            "max_len_ratio": cfg.max_len_ratio,
+            "max_input_pieces": MAX_INPUT_PIECES,
+        }
+        write_json(tmp / "config.json", {**trained.config, "export": export})
+    log.info("exported %s to %s (signature %r)", model_dir, out_dir, SIGNATURE)
