@@ -26,7 +26,8 @@ def main(argv=None) -> None:
         args.manifest,
         args.clean_report,
         args.live,
-        {name: to_dict(section) for name, section in vars(params).items()},
+        # what produced the model and the scores (dvc.yaml lists these sections as params)
+        {name: to_dict(section) for name, section in vars(params).items() if name != "export"},
     )
     out = {"metrics": args.metrics, "dir": args.out, "report": args.report}
     pair = (params.data.src_lang, params.data.tgt_lang)
