@@ -1,8 +1,10 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
-from nmtpipe.config import Params, load_params, params_from_dict
+from nmtpipe.config import ModelConfig, Params, TrainConfig, load_params, params_from_dict
 from nmtpipe.errors import ConfigError
 
 from .conftest import ROOT
@@ -37,6 +39,21 @@ def test_empty_sections_take_defaults():
         ({"data": {"sha256": "abc"}}, "data.sha256 must be 64 hex digits"),
         ({"clean": {"min_words": 5, "max_words": 2}}, "clean.min_words (5) is above"),
         ({"model": {"units": 15}}, "model.units must be even"),
+        ({"model": {"encoder_layers": 0}}, "'model.encoder_layers' must be >= 1, got 0"),
+        ({"train": {"label_smoothing": 1.0}}, "train.label_smoothing must be below 1, got 1.0"),
+        ({"train": {"plateau_factor": 1}}, "train.plateau_factor must be between 0 and 1"),
+        (
+            {"train": {"lr_schedule": "cosine"}},
+            "must be one of ['constant', 'warmup_inverse_sqrt', 'warmup_cosine', 'plateau']",
+        ),
+        (
+            {"train": {"lr_schedule": "warmup_inverse_sqrt", "warmup_steps": 0}},
+            "train.lr_schedule warmup_inverse_sqrt needs train.warmup_steps >= 1",
+        ),
+        (
+            {"train": {"lr_schedule": "plateau", "plateau_patience": 5}},
+            "train.plateau_patience (5) must be below train.patience (5)",
+        ),
         (["a"], "params.yaml must be a mapping"),
     ],
 )
@@ -61,3 +78,14 @@ def test_load_params_errors_name_the_file(tmp_path: Path):
     wrong.write_text("model:\n  cel: gru\n")
     with pytest.raises(ConfigError, match="wrong.yaml: unknown params key 'model.cel'"):
         load_params(wrong)
+
+
+def test_train_stage_tracks_every_model_and_train_param():
+    """dvc.yaml lists each model.* and train.* key, so that changing one re-runs training."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
+    keys = {
+        f"{section}.{f.name}"
+        for section, cls in (("model", ModelConfig), ("train", TrainConfig))
+        for f in dataclasses.fields(cls)
+    }
+    assert keys <= set(stage["params"])

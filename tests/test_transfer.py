@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from nmtpipe.config import (
+    FREEZE_PARTS,
     DataConfig,
     ModelConfig,
     Params,
@@ -28,7 +29,7 @@ from nmtpipe.errors import ConfigError, DataError, ModelError
 from nmtpipe.fileio import sha256_file, write_lines
 from nmtpipe.model.seq2seq import build_model
 from nmtpipe.model.store import load_model_dir, save_model_dir
-from nmtpipe.model.transfer import pieces, prepare_model
+from nmtpipe.model.transfer import copy_weights, part_layers, pieces, prepare_model
 from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
 
 from .conftest import sample_pairs
@@ -295,4 +296,41 @@ def test_transfer_params_round_trip_and_stay_out_of_the_keras_config():
     plain = dataclasses.replace(loaded.model, src_embeddings="")
     keras_config = build_model(loaded.model, 30, 40).get_config()
     assert keras_config == build_model(plain, 30, 40).get_config()
-    assert not any("embeddings" in key or "init" in key for key in keras_config)
+    assert not {"src_embeddings", "tgt_embeddings", "init_from", "freeze"} & set(keras_config)
+
+
+DEEP = dataclasses.replace(CFG, encoder_layers=2, decoder_layers=3, tie_embeddings=True)
+
+
+def test_freeze_parts_cover_stacked_and_tied_layers():
+    names = {
+        part: [layer.name for layer in part_layers(fresh(DEEP), part)] for part in FREEZE_PARTS
+    }
+    assert names == {
+        "embeddings": ["src_embedding", "tgt_embedding"],
+        "encoder": ["encoder", "encoder_2"],
+        "decoder": [
+            "decoder_rnn",
+            "decoder_rnn_2",
+            "decoder_rnn_3",
+            "attention",
+            "attention_combine",
+            "tie_projection",
+            "output_proj",
+        ],
+    }
+
+
+def test_copy_weights_of_stacked_and_tied_models():
+    identity = {side: (np.arange(VOCAB), np.arange(VOCAB)) for side in ("src", "tgt")}
+    keras.utils.set_random_seed(1)
+    old = build_model(DEEP, VOCAB, VOCAB)
+    model = fresh(DEEP)
+    copy_weights(model, old, identity, "test")
+    for a, b in zip(model.get_weights(), old.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ModelError, match=re.escape("layers ['decoder_rnn_3'] are not in both")):
+        copy_weights(fresh(dataclasses.replace(DEEP, decoder_layers=2)), old, identity, "test")
+    untied = fresh(dataclasses.replace(DEEP, tie_embeddings=False))
+    with pytest.raises(ModelError, match=re.escape("layers ['tie_projection'] are not in both")):
+        copy_weights(untied, old, identity, "test")

@@ -36,7 +36,12 @@ class Throughput(keras.callbacks.Callback):
 
 
 class LearningRate(keras.callbacks.Callback):
-    """Adds the optimizer's current learning rate (after any schedule) to the logs."""
+    """Adds the optimizer's current learning rate (after any schedule) to the logs.
+
+    For a LearningRateSchedule, Keras' `optimizer.learning_rate` is the schedule
+    evaluated at `optimizer.iterations` (the next update's rate); otherwise the
+    variable that ReduceLROnPlateau lowers.
+    """
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

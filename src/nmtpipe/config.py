@@ -19,6 +19,7 @@ import yaml
 from nmtpipe.errors import ConfigError
 
 FREEZE_PARTS = ("embeddings", "encoder", "decoder")
+LR_SCHEDULES = ("constant", "warmup_inverse_sqrt", "warmup_cosine", "plateau")
 
 
 def param(default: Any, help: str, *, choices=None, min=None, max=None):  # noqa: A002
@@ -127,7 +128,32 @@ class ModelConfig:
     luong_score: str = param(
         "general", "attention=luong: score function", choices=("dot", "general")
     )
-    dropout: float = param(0.2, "dropout on embeddings and the attentional state", min=0.0, max=0.9)
+    dropout: float = param(
+        0.2,
+        "dropout on embeddings, between stacked recurrent layers and on the attentional state",
+        min=0.0,
+        max=0.9,
+    )
+    encoder_layers: int = param(
+        1,
+        "stacked encoder layers; with bidirectional every layer is bidirectional "
+        "(units/2 per direction)",
+        min=1,
+    )
+    decoder_layers: int = param(
+        1,
+        "stacked decoder layers; layer i starts from encoder layer i's final state when "
+        "encoder_layers is the same, else every layer from the top encoder layer's",
+        min=1,
+    )
+    residual: bool = param(
+        True, "stacked layers 2..N add their input to their output (residual connections)"
+    )
+    tie_embeddings: bool = param(
+        False,
+        "the output softmax uses the target embedding matrix (transposed, own bias); when "
+        "units differs from embedding_dim a linear units -> embedding_dim projection comes first",
+    )
     src_embeddings: str = param(
         "",
         "word2vec text file (.gz ok) of vectors for source pieces: the rows of the pieces it "
@@ -149,7 +175,32 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = param(40, "maximum number of epochs", min=1)
     batch_size: int = param(32, "sentence pairs per batch", min=1)
-    learning_rate: float = param(0.002, "Adam learning rate", min=0.0)
+    learning_rate: float = param(0.002, "Adam learning rate (the peak of a schedule)", min=0.0)
+    lr_schedule: str = param(
+        "constant",
+        "learning-rate schedule: constant | warmup_inverse_sqrt (linear warm-up over "
+        "warmup_steps, then * sqrt(warmup_steps / step)) | warmup_cosine (warm-up, then cosine "
+        "decay to 0 at epochs x batches per epoch) | plateau (times plateau_factor when dev "
+        "loss has not improved for plateau_patience epochs)",
+        choices=LR_SCHEDULES,
+    )
+    warmup_steps: int = param(
+        500, "lr_schedule warmup_*: updates of linear warm-up from 0 (ignored otherwise)", min=0
+    )
+    plateau_factor: float = param(
+        0.5, "lr_schedule plateau: factor applied to the learning rate, in (0, 1)", min=0.0
+    )
+    plateau_patience: int = param(
+        1,
+        "lr_schedule plateau: epochs without dev-loss improvement before a reduction",
+        min=0,
+    )
+    label_smoothing: float = param(
+        0.0,
+        "label smoothing of the training loss, in [0, 1) (the loss curves include it; "
+        "the cross_entropy curves are the plain per-token cross-entropy)",
+        min=0.0,
+    )
     clipnorm: float = param(1.0, "gradient norm clipping (0 = off)", min=0.0)
     patience: int = param(5, "early stopping: epochs without dev-loss improvement", min=1)
     max_src_len: int = param(64, "training pairs with more source pieces are skipped", min=1)
@@ -169,8 +220,9 @@ class TrainConfig:
     )
     freeze: tuple[str, ...] = param(
         (),
-        "parts kept fixed: embeddings (source and target embeddings), encoder (encoder RNN), "
-        "decoder (decoder RNN, attention and output projection)",
+        "parts kept fixed: embeddings (source and target embeddings; with tie_embeddings the "
+        "target one is also the output kernel), encoder (encoder RNNs), decoder (decoder RNNs, "
+        "attention, output projection)",
         choices=FREEZE_PARTS,
     )
 
@@ -185,6 +237,24 @@ class TrainConfig:
                 raise ConfigError(f"train.freeze lists {part!r} twice")
         if set(self.freeze) == set(FREEZE_PARTS):
             raise ConfigError("train.freeze lists every part: nothing would be trained")
+        self._check_schedule()
+
+    def _check_schedule(self):
+        """Ranges and cross-field checks of label smoothing and the learning-rate schedule."""
+        if self.label_smoothing >= 1:
+            raise ConfigError(f"train.label_smoothing must be below 1, got {self.label_smoothing}")
+        if not 0 < self.plateau_factor < 1:
+            raise ConfigError(
+                f"train.plateau_factor must be between 0 and 1 (exclusive), "
+                f"got {self.plateau_factor}"
+            )
+        if self.lr_schedule == "warmup_inverse_sqrt" and self.warmup_steps < 1:
+            raise ConfigError("train.lr_schedule warmup_inverse_sqrt needs train.warmup_steps >= 1")
+        if self.lr_schedule == "plateau" and self.plateau_patience >= self.patience:
+            raise ConfigError(
+                f"train.plateau_patience ({self.plateau_patience}) must be below train.patience "
+                f"({self.patience}): early stopping would end training before any reduction"
+            )
 
 
 @dataclass(frozen=True)

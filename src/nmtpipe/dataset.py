@@ -50,6 +50,9 @@ def make_dataset(
     """Batches ((src, tgt_in), tgt_out), zero-padded, of sentences of similar length.
 
     Order: cache -> shuffle (seeded, reshuffled each epoch) -> bucket/batch -> prefetch.
+    The dataset declares its number of batches: with an unknown one, Keras adds a
+    step to `optimizer.iterations` at every epoch end, which learning-rate schedules
+    (and Adam's bias correction) would count.
     """
     ds = tf.data.Dataset.from_tensor_slices((_ragged(src_ids), _ragged(tgt_ids)))
     ds = ds.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
@@ -64,4 +67,16 @@ def make_dataset(
         padded_shapes=(([None], [None]), [None]),
         padding_values=((PAD_ID, PAD_ID), PAD_ID),
     )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    batches = batches_per_epoch(src_ids, tgt_ids, batch_size)
+    return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
+
+
+def batches_per_epoch(src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> int:
+    """The number of batches make_dataset yields per epoch, without iterating it.
+
+    Bucketing depends on lengths only (a pair's length is max(source, target + EOS)),
+    so every epoch has the same batches per bucket: ceil(pairs in bucket / batch_size).
+    """
+    lengths = [max(len(s), len(t) + 1) for s, t in zip(src_ids, tgt_ids, strict=True)]
+    buckets = np.searchsorted(BUCKET_BOUNDARIES, lengths, side="right")  # as tf: lo <= len < hi
+    return int(np.sum(-(-np.bincount(buckets) // batch_size)))

@@ -11,14 +11,15 @@ import tensorflow as tf
 
 from nmtpipe import __version__
 from nmtpipe.callbacks import DevBleu, LearningRate, Throughput
-from nmtpipe.config import Params, to_dict
-from nmtpipe.dataset import encode_pairs, make_dataset
+from nmtpipe.config import Params, TrainConfig, to_dict
+from nmtpipe.dataset import batches_per_epoch, encode_pairs, make_dataset
 from nmtpipe.errors import DataError
 from nmtpipe.fileio import atomic_dir, read_parallel
 from nmtpipe.logs import progress_enabled
-from nmtpipe.model.seq2seq import build_model, masked_accuracy, masked_loss
+from nmtpipe.model.seq2seq import CrossEntropy, build_model, masked_accuracy, training_loss
 from nmtpipe.model.store import save_model_dir
 from nmtpipe.model.transfer import prepare_model
+from nmtpipe.schedules import learning_rate, schedule_callbacks
 from nmtpipe.scoring import group_references
 from nmtpipe.tokenizer import load_tokenizer
 
@@ -51,6 +52,7 @@ def _datasets(split_dir: Path, tok_dir: Path, params: Params):
         "train_pairs_too_long": train[2],
         "dev_pairs": len(dev[0]),
         "train_tgt_tokens": sum(len(t) + 1 for t in train[1]),
+        "train_batches_per_epoch": batches_per_epoch(train[0], train[1], cfg.batch_size),
         "src_vocab_size": sp_src.get_piece_size(),
         "tgt_vocab_size": sp_tgt.get_piece_size(),
     }
@@ -84,10 +86,7 @@ def train_model(
     )
     model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
     transfer = prepare_model(model, params, tok_dir)  # init_from, pretrained vectors, freeze
-    optimizer = keras.optimizers.Adam(
-        params.train.learning_rate, clipnorm=params.train.clipnorm or None
-    )
-    model.compile(optimizer=optimizer, loss=masked_loss, metrics=[masked_accuracy])
+    compile_model(model, params.train, stats["train_batches_per_epoch"])
     log.info("model: %s parameters", f"{model.count_params():,}")
     with atomic_dir(out_dir) as model_tmp, atomic_dir(live_dir) as live_tmp:
         live = Live(dir=str(live_tmp), dvcyaml=False, save_dvc_exp=False, report=None)
@@ -101,7 +100,8 @@ def train_model(
             epochs=params.train.epochs,
             callbacks=[  # the figure-adding callbacks run before early stopping and dvclive
                 Throughput(stats["train_pairs"], stats["train_tgt_tokens"]),
-                LearningRate(),
+                LearningRate(),  # before plateau: logs the rate the epoch trained with
+                *schedule_callbacks(params.train),
                 _dev_bleu(split_dir, tok_dir, params.train.dev_bleu_sentences),
                 early,
                 DVCLiveCallback(live=live),
@@ -129,6 +129,22 @@ def train_model(
         summary["train_time_s"],
     )
     return summary
+
+
+def compile_model(model, cfg: TrainConfig, steps_per_epoch: int) -> None:
+    """Adam (learning-rate schedule, gradient clipping), the masked (smoothed) loss, metrics.
+
+    The cross_entropy metric is the plain per-token cross-entropy, comparable across
+    label smoothing.
+    """
+    optimizer = keras.optimizers.Adam(
+        learning_rate(cfg, steps_per_epoch), clipnorm=cfg.clipnorm or None
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=training_loss(cfg.label_smoothing),
+        metrics=[masked_accuracy, CrossEntropy()],
+    )
 
 
 def _summary(history: dict, seconds: float, stats: dict, model) -> dict:

@@ -1,10 +1,19 @@
-"""The encoder-decoder: recurrent encoder, recurrent decoder, attention on top.
+"""The encoder-decoder: stacked recurrent encoder and decoder, attention on top.
 
 The decoder runs over the whole target prefix (teacher forcing) in training and
 one token at a time in inference, with the same layers: `encode` once, then
-`decode` with the carried recurrent state. Attention follows the Luong
-architecture (scored against the decoder output, then combined with it), with
-an additive (Bahdanau) or multiplicative (Luong) score. This module does no I/O.
+`decode` with the carried recurrent states. Attention follows the Luong
+architecture (scored against the top decoder layer's output, then combined with
+it), with an additive (Bahdanau) or multiplicative (Luong) score. This module
+does no I/O.
+
+Stacks: with `bidirectional` every encoder layer is bidirectional (units/2 per
+direction), so every encoder and decoder layer outputs `units`. Layers 2..N of
+either stack read the layer below through dropout and, with `residual`, add that
+input to their output. Decoder layer i starts from encoder layer i's final state
+when both stacks are equally deep; otherwise every decoder layer starts from the
+top encoder layer's final state. The decoder state is one flat list, layer by
+layer: `n_states` tensors of batch x units (h, c per layer for LSTM; h for GRU).
 """
 
 from __future__ import annotations
@@ -19,6 +28,40 @@ from nmtpipe.tokenizer import PAD_ID
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
 
+def _nth(name: str, i: int) -> str:
+    """Layer name of stack layer i (from 1): the first keeps the plain name."""
+    return name if i == 1 else f"{name}_{i}"
+
+
+@keras.saving.register_keras_serializable(package="nmtpipe")
+class TiedOutput(keras.layers.Layer):
+    """Output projection whose kernel is the target embedding matrix: logits = x E^T + b.
+
+    The layer owns only its bias; the embedding matrix is passed in at every call,
+    so the variable is shared, not copied (Press & Wolf, 2017).
+
+    Args:
+        vocab_size: number of target pieces (rows of the embedding matrix).
+    """
+
+    def __init__(self, vocab_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+
+    def build(self, x_shape, embeddings_shape=None):
+        self.bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros", name="bias")
+
+    def call(self, x, embeddings):
+        """x: batch x len x dim, embeddings: vocab x dim -> logits batch x len x vocab."""
+        return ops.matmul(x, ops.transpose(embeddings)) + self.bias
+
+    def compute_output_shape(self, x_shape, embeddings_shape=None):
+        return (*x_shape[:-1], self.vocab_size)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size}
+
+
 @keras.saving.register_keras_serializable(package="nmtpipe")
 class Seq2Seq(keras.Model):
     """Attention encoder-decoder over subword ids (pad id 0).
@@ -26,12 +69,18 @@ class Seq2Seq(keras.Model):
     Args:
         src_vocab_size, tgt_vocab_size: sizes of the SentencePiece vocabularies.
         embedding_dim: embedding size of both sides.
-        units: decoder state size; a bidirectional encoder uses units/2 per direction.
+        units: state size of every decoder layer; a bidirectional encoder layer
+            uses units/2 per direction.
         cell: "lstm" or "gru".
-        bidirectional: bidirectional encoder.
+        bidirectional: bidirectional encoder layers (all of them).
         attention: "none", "bahdanau" or "luong".
         luong_score: "dot" or "general".
-        dropout: dropout rate on embeddings and on the attentional state.
+        dropout: dropout rate on embeddings, between stacked layers and on the
+            attentional state.
+        encoder_layers, decoder_layers: depth of the recurrent stacks.
+        residual: add each stacked layer's input to its output (layers 2..N).
+        tie_embeddings: the output projection uses the target embedding matrix
+            (through a linear units -> embedding_dim projection when they differ).
     """
 
     def __init__(
@@ -45,6 +94,10 @@ class Seq2Seq(keras.Model):
         attention: str = "luong",
         luong_score: str = "general",
         dropout: float = 0.2,
+        encoder_layers: int = 1,
+        decoder_layers: int = 1,
+        residual: bool = True,
+        tie_embeddings: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -52,21 +105,21 @@ class Seq2Seq(keras.Model):
         self.embedding_dim, self.units, self.cell = embedding_dim, units, cell
         self.bidirectional, self.attention_kind = bidirectional, attention
         self.luong_score, self.dropout_rate = luong_score, dropout
-        self.n_states = 2 if cell == "lstm" else 1
+        self.encoder_layers, self.decoder_layers = encoder_layers, decoder_layers
+        self.residual, self.tie_embeddings = residual, tie_embeddings
+        self.layer_states = 2 if cell == "lstm" else 1  # state tensors per decoder layer
+        self.n_states = decoder_layers * self.layer_states  # the flat decoder state list
 
-        rnn = CELLS[cell]
         self.src_embedding = keras.layers.Embedding(
             src_vocab_size, embedding_dim, name="src_embedding"
         )
         self.tgt_embedding = keras.layers.Embedding(
             tgt_vocab_size, embedding_dim, name="tgt_embedding"
         )
-        enc_units = units // 2 if bidirectional else units
-        enc_rnn = rnn(enc_units, return_sequences=True, return_state=True, name="encoder_rnn")
-        self.encoder_rnn = (
-            keras.layers.Bidirectional(enc_rnn, name="encoder") if bidirectional else enc_rnn
-        )
-        self.decoder_rnn = rnn(units, return_sequences=True, return_state=True, name="decoder_rnn")
+        encoders = [self._encoder_layer(i) for i in range(1, encoder_layers + 1)]
+        self.encoder_rnn, self.encoder_stack = encoders[0], encoders[1:]
+        decoders = [self._decoder_layer(i) for i in range(1, decoder_layers + 1)]
+        self.decoder_rnn, self.decoder_stack = decoders[0], decoders[1:]
         self.attention = self.combine = None
         if attention != "none":
             self.attention = Attention(units, attention, luong_score, name="attention")
@@ -74,36 +127,106 @@ class Seq2Seq(keras.Model):
                 units, activation="tanh", use_bias=False, name="attention_combine"
             )
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
-        self.output_proj = keras.layers.Dense(tgt_vocab_size, name="output_proj")
+        self.tie_projection, self.output_proj = self._output_layers()
+
+    def _encoder_layer(self, i: int):
+        """Encoder layer i (from 1): "encoder[_i]" if bidirectional, else "encoder_rnn[_i]"."""
+        rnn = CELLS[self.cell](
+            self.units // 2 if self.bidirectional else self.units,
+            return_sequences=True,
+            return_state=True,
+            name=_nth("encoder_rnn", i),
+        )
+        if not self.bidirectional:
+            return rnn
+        return keras.layers.Bidirectional(rnn, name=_nth("encoder", i))
+
+    def _decoder_layer(self, i: int):
+        """Decoder layer i (from 1): "decoder_rnn[_i]"."""
+        return CELLS[self.cell](
+            self.units, return_sequences=True, return_state=True, name=_nth("decoder_rnn", i)
+        )
+
+    def _output_layers(self):
+        """(tie_projection or None, output_proj): a Dense, or TiedOutput with tie_embeddings."""
+        if not self.tie_embeddings:
+            return None, keras.layers.Dense(self.tgt_vocab_size, name="output_proj")
+        projection = None
+        if self.units != self.embedding_dim:
+            projection = keras.layers.Dense(
+                self.embedding_dim, use_bias=False, name="tie_projection"
+            )
+        return projection, TiedOutput(self.tgt_vocab_size, name="output_proj")
+
+    def _stacked(self, i: int, rnn, x, training, **kwargs):
+        """Run stack layer i (from 0) on x (batch x len x dim); dropout and residual above 0.
+
+        Returns its output (batch x len x units) and its final states.
+        """
+        if i:
+            x = self.dropout(x, training=training)
+        out, *states = rnn(x, training=training, **kwargs)
+        return (out + x if i and self.residual else out), states
+
+    def _join_directions(self, states) -> list:
+        """[fw states..., bw states...] -> one batch x units tensor per state."""
+        if not self.bidirectional:
+            return list(states)
+        forward, backward = states[: self.layer_states], states[self.layer_states :]
+        return [ops.concatenate([f, b], axis=-1) for f, b in zip(forward, backward, strict=True)]
+
+    def _bridge(self, finals: list[list]) -> list:
+        """Decoder initial states (flat) from each encoder layer's final states.
+
+        Layer by layer when the stacks are equally deep, otherwise the top encoder
+        layer's states for every decoder layer.
+        """
+        if len(finals) != self.decoder_layers:
+            finals = [finals[-1]] * self.decoder_layers
+        return [state for layer in finals for state in layer]
 
     def encode(self, src, training=False):
-        """src: batch x src_len ids -> (enc_out batch x src_len x units, mask, dec states)."""
+        """src: batch x src_len ids -> (enc_out batch x src_len x units, mask, dec states).
+
+        The decoder states are a flat list of `n_states` tensors, batch x units each.
+        """
         mask = ops.not_equal(src, PAD_ID)  # batch x src_len
         x = self.dropout(self.src_embedding(src), training=training)
-        enc_out, *states = self.encoder_rnn(x, mask=mask, training=training)
-        if self.bidirectional:  # [fw states..., bw states...] -> concatenated per state
-            forward, backward = states[: self.n_states], states[self.n_states :]
-            states = [
-                ops.concatenate([f, b], axis=-1) for f, b in zip(forward, backward, strict=True)
-            ]
-        return enc_out, mask, list(states)
+        finals = []  # per encoder layer, its final states
+        for i, rnn in enumerate([self.encoder_rnn, *self.encoder_stack]):
+            x, states = self._stacked(i, rnn, x, training, mask=mask)
+            finals.append(self._join_directions(states))
+        return x, mask, self._bridge(finals)
 
     def decode(self, tgt_in, enc_out, enc_mask, states, training=False):
-        """Run the decoder over tgt_in (batch x tgt_len) from `states`.
+        """Run the decoder over tgt_in (batch x tgt_len) from `states` (flat, n_states).
 
-        Returns logits (batch x tgt_len x vocab), the new states, and the attention
-        weights (batch x tgt_len x src_len, None without attention).
+        Returns logits (batch x tgt_len x vocab), the new states (flat), and the
+        attention weights (batch x tgt_len x src_len, None without attention).
         """
         # No mask here: padding only follows the last real token, where neither the
         # loss nor inference reads the output, and masks would leak into the logits.
         x = self.dropout(self.tgt_embedding(tgt_in), training=training)
-        dec_out, *states = self.decoder_rnn(x, initial_state=states, training=training)
+        k, new_states = self.layer_states, []
+        for i, rnn in enumerate([self.decoder_rnn, *self.decoder_stack]):
+            x, layer_states = self._stacked(
+                i, rnn, x, training, initial_state=list(states[i * k : (i + 1) * k])
+            )
+            new_states += layer_states
         weights = None
         if self.attention is not None:
-            context, weights = self.attention(dec_out, enc_out, enc_mask)
-            dec_out = self.combine(ops.concatenate([dec_out, context], axis=-1))
-        logits = self.output_proj(self.dropout(dec_out, training=training))
-        return logits, list(states), weights
+            context, weights = self.attention(x, enc_out, enc_mask)
+            x = self.combine(ops.concatenate([x, context], axis=-1))
+        return self._logits(x, training), new_states, weights
+
+    def _logits(self, x, training):
+        """Attentional state batch x tgt_len x units -> logits batch x tgt_len x vocab."""
+        x = self.dropout(x, training=training)
+        if not self.tie_embeddings:
+            return self.output_proj(x)
+        if self.tie_projection is not None:
+            x = self.tie_projection(x)  # batch x tgt_len x embedding_dim
+        return self.output_proj(x, self.tgt_embedding.embeddings)
 
     def call(self, inputs, training=False):
         """Teacher forcing: inputs = (src, tgt_in) -> logits batch x tgt_len x vocab."""
@@ -132,6 +255,10 @@ class Seq2Seq(keras.Model):
             "attention": self.attention_kind,
             "luong_score": self.luong_score,
             "dropout": self.dropout_rate,
+            "encoder_layers": self.encoder_layers,
+            "decoder_layers": self.decoder_layers,
+            "residual": self.residual,
+            "tie_embeddings": self.tie_embeddings,
         }
 
 
@@ -147,17 +274,68 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         attention=cfg.attention,
         luong_score=cfg.luong_score,
         dropout=cfg.dropout,
+        encoder_layers=cfg.encoder_layers,
+        decoder_layers=cfg.decoder_layers,
+        residual=cfg.residual,
+        tie_embeddings=cfg.tie_embeddings,
         name="seq2seq",
     )
     model.build()
     return model
 
 
-def masked_loss(y_true, logits):
-    """Token-level cross-entropy averaged over non-padding target positions."""
-    mask = ops.cast(ops.not_equal(y_true, PAD_ID), logits.dtype)
+def masked_loss(y_true, logits, label_smoothing: float = 0.0):
+    """Token-level cross-entropy averaged over non-padding target positions.
+
+    With label_smoothing eps the target distribution is (1 - eps) * one-hot +
+    eps / vocab (uniform over all pieces, as in keras' CategoricalCrossentropy), so
+    per position: (1 - eps) * -log p(y) + eps * mean over pieces of -log p.
+    """
+    mask = ops.cast(ops.not_equal(y_true, PAD_ID), logits.dtype)  # batch x tgt_len
     loss = keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+    if label_smoothing:
+        uniform = -ops.mean(ops.log_softmax(logits, axis=-1), axis=-1)  # batch x tgt_len
+        loss = (1.0 - label_smoothing) * loss + label_smoothing * uniform
     return ops.sum(loss * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def training_loss(label_smoothing: float):
+    """The loss to compile with: masked_loss, label-smoothed when label_smoothing > 0."""
+    if not label_smoothing:
+        return masked_loss
+
+    def smoothed_masked_loss(y_true, logits):
+        return masked_loss(y_true, logits, label_smoothing)
+
+    return smoothed_masked_loss
+
+
+@keras.saving.register_keras_serializable(package="nmtpipe")
+class CrossEntropy(keras.metrics.Metric):
+    """Plain cross-entropy per non-padding target token over all batches seen (no smoothing).
+
+    Unlike the loss (a mean of per-batch means, smoothed with train.label_smoothing),
+    every token weighs the same, so exp(val_cross_entropy) is the dev perplexity.
+    """
+
+    def __init__(self, name="cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """y_true: batch x tgt_len ids, y_pred: logits batch x tgt_len x vocab."""
+        mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")
+        loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        self.total.assign_add(ops.sum(ops.cast(loss, "float32") * mask))
+        self.tokens.assign_add(ops.sum(mask))
+
+    def result(self):
+        return self.total / ops.maximum(self.tokens, 1.0)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.tokens.assign(0.0)
 
 
 def masked_accuracy(y_true, logits):

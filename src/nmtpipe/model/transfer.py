@@ -38,12 +38,15 @@ from nmtpipe.tokenizer import SIDES, load_tokenizer
 log = logging.getLogger(__name__)
 
 # Layers of each train.freeze part (Seq2Seq layer names; the encoder is "encoder"
-# when bidirectional, "encoder_rnn" otherwise; "attention" exists unless attention=none).
+# when bidirectional, "encoder_rnn" otherwise; "attention" exists unless attention=none,
+# "tie_projection" with tie_embeddings when units != embedding_dim). Stacked layers 2..N
+# carry a suffix: encoder_2, decoder_rnn_3 (STACKED).
 FREEZE_LAYERS = {
     "embeddings": ("src_embedding", "tgt_embedding"),
     "encoder": ("encoder", "encoder_rnn"),
-    "decoder": ("decoder_rnn", "attention", "attention_combine", "output_proj"),
+    "decoder": ("decoder_rnn", "attention", "attention_combine", "tie_projection", "output_proj"),
 }
+STACKED = ("encoder", "encoder_rnn", "decoder_rnn")
 # Vocabulary-sized layers: which vocabulary, and the axis of their weights it indexes.
 VOCAB_AXES = {"src_embedding": ("src", 0), "tgt_embedding": ("tgt", 0), "output_proj": ("tgt", -1)}
 
@@ -142,7 +145,8 @@ def copy_weights(model, old_model, maps: dict, source: str) -> None:
         only = sorted(set(new_layers) ^ set(old_layers))
         raise ModelError(
             f"{source}: layers {only} are not in both models "
-            "(model.bidirectional and model.attention must match the earlier model)"
+            "(model.bidirectional, attention, encoder_layers, decoder_layers and "
+            "tie_embeddings must match the earlier model)"
         )
     for name, layer in new_layers.items():
         side, axis = VOCAB_AXES.get(name, (None, None))
@@ -284,13 +288,22 @@ def _vector_line(path: Path, lineno: int, raw: bytes, dim: int) -> tuple[str, np
 # --- train.freeze ---------------------------------------------------------------------------
 
 
+def _base_name(name: str) -> str:
+    """A stacked layer's name without its depth suffix (decoder_rnn_2 -> decoder_rnn)."""
+    stem, _, depth = name.rpartition("_")
+    return stem if depth.isdigit() and stem in STACKED else name
+
+
+def part_layers(model, part: str) -> list:
+    """The layers of a train.freeze part that `model` has (every layer of a stack)."""
+    return [layer for layer in model.layers if _base_name(layer.name) in FREEZE_LAYERS[part]]
+
+
 def freeze(model, parts: tuple[str, ...]) -> None:
     """Mark the layers of `parts` not trainable (before compile) and log what still trains."""
-    layers = {layer.name: layer for layer in model.layers}
     for part in parts:
-        for name in FREEZE_LAYERS[part]:
-            if name in layers:
-                layers[name].trainable = False
+        for layer in part_layers(model, part):
+            layer.trainable = False
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     log.info(
         "trainable parameters: %s of %s (frozen: %s)",
@@ -302,10 +315,10 @@ def freeze(model, parts: tuple[str, ...]) -> None:
 
 def _warn_untrained(model, parts, loaded: dict[str, set], from_model: bool) -> None:
     """Warn about frozen weights that no earlier model or vectors provided: they stay random."""
-    layers = {layer.name: layer for layer in model.layers}
-    for name in (n for part in parts for n in FREEZE_LAYERS[part] if n in layers):
+    for layer in (layer for part in parts for layer in part_layers(model, part)):
+        name = layer.name
         if name in VOCAB_AXES:
-            rows = layers[name].weights[0].shape[VOCAB_AXES[name][1]]
+            rows = layer.weights[0].shape[VOCAB_AXES[name][1]]
             if rows > len(loaded[name]):
                 log.warning(
                     "train.freeze: %d of %d rows of %s stay random (pieces that neither "
@@ -314,5 +327,5 @@ def _warn_untrained(model, parts, loaded: dict[str, set], from_model: bool) -> N
                     rows,
                     name,
                 )
-        elif not from_model and layers[name].weights:
+        elif not from_model and layer.weights:
             log.warning("train.freeze: %s stays random (no train.init_from)", name)
