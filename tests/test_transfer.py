@@ -183,7 +183,9 @@ def test_freeze_keeps_frozen_weights_through_training(data, caplog):
     assert sha == sha256_file(data / "base/model.keras")
     trainable = [r.message for r in caplog.records if r.message.startswith("trainable")]
     assert trainable and "frozen: encoder, embeddings" in trainable[0]
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("nmtpipe")
+    ]
 
 
 def test_freeze_without_init_from_warns_about_random_weights(data, caplog):
