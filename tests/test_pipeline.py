@@ -223,7 +223,8 @@ def test_share_through_a_remote_then_pull_into_a_fresh_clone(repo, tmp_path):
     result = run_nmtpipe(
         "translate", "--model", str(clone / "data/model"), stdin=b"I like coffee.\n"
     )
-    assert result.returncode == 0 and result.stdout.decode().strip(), result.stderr
+    # One line out (a 2-epoch tiny model may well translate to an empty line).
+    assert result.returncode == 0 and result.stdout.decode().count("\n") == 1, result.stderr
     # Another project imports the trained model (DVC fetches it from the remote).
     other = tmp_path / "other"
     other.mkdir()
@@ -236,7 +237,7 @@ def test_share_through_a_remote_then_pull_into_a_fresh_clone(repo, tmp_path):
 
 
 def test_robustness_killed_stage_recovers_on_next_dvc_repro(repo):
-    """SIGKILL the train stage's process mid-epoch under `dvc repro`; the next repro recovers."""
+    """SIGKILL the train stage's process mid-epoch under `dvc repro`; the next repro resumes."""
     import signal
     import time
 
@@ -251,7 +252,7 @@ def test_robustness_killed_stage_recovers_on_next_dvc_repro(repo):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
-    while not list((repo / "reports").glob(".train.tmp-*/metrics.json")):  # an epoch ended
+    while not list((repo / "data/checkpoints").glob("epoch-*")):  # an epoch's checkpoint
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     stage = [
@@ -265,10 +266,11 @@ def test_robustness_killed_stage_recovers_on_next_dvc_repro(repo):
     assert proc.wait(timeout=120) != 0
     assert not (repo / "data/model/model.keras").exists()  # no half-written model
     result = run(["dvc", "repro"], repo)
-    # Train runs again, or DVC restores the same params' earlier result from its run-cache.
-    restored = "Stage 'train' is cached - skipping run" in result.stdout
-    assert "train" in stages_run(result.stdout) or restored, result.stdout
+    # Train runs again (its persist output turns the run-cache off) from the checkpoint.
+    assert "train" in stages_run(result.stdout), result.stdout
+    assert "resuming" in result.stderr and "checkpoint data/checkpoints" in result.stderr
     assert (repo / "data/model/model.keras").is_file()
+    assert list((repo / "data/checkpoints").iterdir()) == []
     # Temporaries of the killed run (removed when the stage next runs) are ignored by git.
     assert ".tmp-" not in run(["git", "status", "--porcelain", "--ignored=no"], repo).stdout
     assert "Data and pipelines are up to date." in run(["dvc", "status"], repo).stdout

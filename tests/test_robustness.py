@@ -379,7 +379,8 @@ def tiny_training(tmp_path, monkeypatch):
 
 
 def train_args() -> list[str]:
-    return ["train", "--split", "split", "--tokenizers", "tok", "--out", "model", "--live", "live"]
+    paths = "--split split --tokenizers tok --out model --live live --checkpoints checkpoints"
+    return ["train", *paths.split()]
 
 
 def test_robustness_kill_train_leaves_no_model_and_recovers(tiny_training):
@@ -421,6 +422,8 @@ def test_robustness_training_twice_gives_identical_weights(tiny_training):
             f"model-{run}",
             "--live",
             f"live-{run}",
+            "--checkpoints",
+            f"checkpoints-{run}",
         ]
         assert start(args, tiny_training).wait() == 0
         model = keras.saving.load_model(tiny_training / f"model-{run}/model.keras", compile=False)

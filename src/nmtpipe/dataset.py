@@ -41,24 +41,9 @@ def _to_example(src, tgt):
     return (src, tgt_in), tgt_out
 
 
-def make_dataset(
-    src_ids: list[list[int]],
-    tgt_ids: list[list[int]],
-    batch_size: int,
-    shuffle_seed: int | None = None,
-) -> tf.data.Dataset:
-    """Batches ((src, tgt_in), tgt_out), zero-padded, of sentences of similar length.
-
-    Order: cache -> shuffle (seeded, reshuffled each epoch) -> bucket/batch -> prefetch.
-    The dataset declares its number of batches: with an unknown one, Keras adds a
-    step to `optimizer.iterations` at every epoch end, which learning-rate schedules
-    (and Adam's bias correction) would count.
-    """
-    ds = tf.data.Dataset.from_tensor_slices((_ragged(src_ids), _ragged(tgt_ids)))
-    ds = ds.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(src_ids), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.bucket_by_sequence_length(
+def _bucketed(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Zero-padded batches of examples of similar length (see batches_per_epoch)."""
+    return ds.bucket_by_sequence_length(
         element_length_func=lambda inputs, tgt_out: tf.maximum(
             tf.shape(inputs[0])[0], tf.shape(tgt_out)[0]
         ),
@@ -67,16 +52,60 @@ def make_dataset(
         padded_shapes=(([None], [None]), [None]),
         padding_values=((PAD_ID, PAD_ID), PAD_ID),
     )
-    batches = batches_per_epoch(src_ids, tgt_ids, batch_size)
-    return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(
+    src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int
+) -> tf.data.Dataset:
+    """Batches ((src, tgt_in), tgt_out) in corpus order, for evaluation (the dev set).
+
+    Order: cache -> bucket/batch -> prefetch. The batch count is declared, so Keras
+    knows where the data end.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((_ragged(src_ids), _ragged(tgt_ids)))
+    ds = ds.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+    ds = _bucketed(ds, batch_size)
+    ds = ds.apply(
+        tf.data.experimental.assert_cardinality(batches_per_epoch(src_ids, tgt_ids, batch_size))
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def batches_per_epoch(src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> int:
-    """The number of batches make_dataset yields per epoch, without iterating it.
+    """Batches in one epoch of _bucketed, in any order: only a bucket's last batch is partial."""
+    # The lengths element_length_func sees: tgt_in and tgt_out are len(tgt) + 1 long.
+    lengths = np.maximum([len(s) for s in src_ids], [len(t) + 1 for t in tgt_ids])
+    sizes = np.bincount(np.searchsorted(BUCKET_BOUNDARIES, lengths, side="right"))
+    return int(sum(-(-int(size) // batch_size) for size in sizes))
 
-    Bucketing depends on lengths only (a pair's length is max(source, target + EOS)),
-    so every epoch has the same batches per bucket: ceil(pairs in bucket / batch_size).
+
+def make_train_dataset(
+    src_ids: list[list[int]],
+    tgt_ids: list[list[int]],
+    batch_size: int,
+    seed: int,
+    epochs: range,
+) -> tuple[tf.data.Dataset, int]:
+    """The training batches of `epochs`, one epoch after another, and the batches per epoch.
+
+    Epoch e is shuffled by a permutation drawn from (seed, e) alone, so its order is
+    the same whether training runs straight through or resumes at e in a new process.
+    Pass the batch count to `fit(steps_per_epoch=...)`: Keras then reads every epoch
+    from this one iterator. Order: shuffle -> bucket/batch -> prefetch (the pairs are
+    in memory already; a permutation of them replaces the cache).
     """
-    lengths = [max(len(s), len(t) + 1) for s, t in zip(src_ids, tgt_ids, strict=True)]
-    buckets = np.searchsorted(BUCKET_BOUNDARIES, lengths, side="right")  # as tf: lo <= len < hi
-    return int(np.sum(-(-np.bincount(buckets) // batch_size)))
+    src, tgt = _ragged(src_ids), _ragged(tgt_ids)
+    count = tf.range(len(src_ids), dtype=tf.int64)
+
+    def epoch(e):
+        order = tf.random.experimental.stateless_shuffle(
+            count, seed=tf.stack([tf.constant(seed, tf.int64), e])
+        )
+        pairs = tf.data.Dataset.from_tensor_slices((tf.gather(src, order), tf.gather(tgt, order)))
+        pairs = pairs.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return _bucketed(pairs, batch_size)
+
+    steps = batches_per_epoch(src_ids, tgt_ids, batch_size)
+    ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(epochs) * steps))
+    return ds.prefetch(tf.data.AUTOTUNE), steps

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import keras
@@ -11,8 +10,9 @@ import tensorflow as tf
 
 from nmtpipe import __version__
 from nmtpipe.callbacks import DevBleu, LearningRate, Throughput
+from nmtpipe.checkpoint import TrainingState, fingerprint
 from nmtpipe.config import Params, TrainConfig, to_dict
-from nmtpipe.dataset import batches_per_epoch, encode_pairs, make_dataset
+from nmtpipe.dataset import batches_per_epoch, encode_pairs, make_dataset, make_train_dataset
 from nmtpipe.errors import DataError
 from nmtpipe.fileio import atomic_dir, read_parallel
 from nmtpipe.logs import progress_enabled
@@ -56,9 +56,8 @@ def _datasets(split_dir: Path, tok_dir: Path, params: Params):
         "src_vocab_size": sp_src.get_piece_size(),
         "tgt_vocab_size": sp_tgt.get_piece_size(),
     }
-    train_ds = make_dataset(train[0], train[1], cfg.batch_size, shuffle_seed=cfg.seed)
     dev_ds = make_dataset(dev[0], dev[1], cfg.batch_size)
-    return train_ds, dev_ds, stats
+    return train[:2], dev_ds, stats
 
 
 def _dev_bleu(split_dir: Path, tok_dir: Path, sentences: int) -> DevBleu:
@@ -69,15 +68,23 @@ def _dev_bleu(split_dir: Path, tok_dir: Path, sentences: int) -> DevBleu:
 
 
 def train_model(
-    split_dir: Path, tok_dir: Path, params: Params, out_dir: Path, live_dir: Path
+    split_dir: Path,
+    tok_dir: Path,
+    params: Params,
+    out_dir: Path,
+    live_dir: Path,
+    checkpoint_dir: Path | None = None,
 ) -> dict:
-    """Train, then write the model directory to out_dir and dvclive logs to live_dir."""
-    from dvclive import Live
+    """Train, then write the model directory to out_dir and dvclive logs to live_dir.
+
+    With checkpoint_dir, the training state is checkpointed there after every epoch,
+    a run resumes from this run's checkpoint, and a complete run empties it.
+    """
     from dvclive.keras import DVCLiveCallback
 
     log.info("params: %s", {k: to_dict(v) for k, v in vars(params).items()})
     set_determinism(params.train.seed)
-    train_ds, dev_ds, stats = _datasets(split_dir, tok_dir, params)
+    train_pairs, dev_ds, stats = _datasets(split_dir, tok_dir, params)
     log.info(
         "training on %d pairs (%d too long, skipped), dev %d pairs",
         stats["train_pairs"],
@@ -88,27 +95,44 @@ def train_model(
     transfer = prepare_model(model, params, tok_dir)  # init_from, pretrained vectors, freeze
     compile_model(model, params.train, stats["train_batches_per_epoch"])
     log.info("model: %s parameters", f"{model.count_params():,}")
+    early = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=params.train.patience, restore_best_weights=True
+    )
+    schedule = schedule_callbacks(params.train)  # [ReduceLROnPlateau] or []
+    state = TrainingState(
+        checkpoint_dir,
+        fingerprint(params, split_dir, tok_dir, transfer),
+        early,
+        plateau=schedule[0] if schedule else None,
+    )
+    first_epoch = state.resume(model, params.train.epochs)
+    train_ds, steps = make_train_dataset(
+        *train_pairs,
+        params.train.batch_size,
+        params.train.seed,
+        range(first_epoch, params.train.epochs),
+    )
     with atomic_dir(out_dir) as model_tmp, atomic_dir(live_dir) as live_tmp:
-        live = Live(dir=str(live_tmp), dvcyaml=False, save_dvc_exp=False, report=None)
-        early = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=params.train.patience, restore_best_weights=True
-        )
-        started = time.perf_counter()
-        history = model.fit(
+        live = state.open_live(live_tmp)
+        model.fit(
             train_ds,
             validation_data=dev_ds,
+            steps_per_epoch=steps,
+            initial_epoch=first_epoch,
+            shuffle=False,  # train_ds is shuffled, by epoch
             epochs=params.train.epochs,
             callbacks=[  # the figure-adding callbacks run before early stopping and dvclive
                 Throughput(stats["train_pairs"], stats["train_tgt_tokens"]),
                 LearningRate(),  # before plateau: logs the rate the epoch trained with
-                *schedule_callbacks(params.train),
+                *schedule,
                 _dev_bleu(split_dir, tok_dir, params.train.dev_bleu_sentences),
                 early,
                 DVCLiveCallback(live=live),
+                state,  # last: checkpoints what the callbacks before it did this epoch
             ],
             verbose=1 if progress_enabled() else 2,
         )
-        summary = _summary(history.history, time.perf_counter() - started, stats, model)
+        summary = _summary(state.history, state.seconds, stats, model)
         live.summary.update(summary)
         live.make_summary()
         config = {
@@ -121,6 +145,7 @@ def train_model(
             **{k: stats[k] for k in ("src_vocab_size", "tgt_vocab_size")},
         }
         save_model_dir(model_tmp, model, config, tok_dir)
+    state.clear()  # only now: a kill before the rename above resumes from it
     log.info(
         "best dev loss %.4f at epoch %d of %d (%.0f s)",
         summary["best_val_loss"],

@@ -1,4 +1,4 @@
-"""train: fit the attention encoder-decoder; write the model directory and curves."""
+"""train: fit the attention encoder-decoder (resumable); write the model directory and curves."""
 
 from nmtpipe.stages import parse_stage_args
 
@@ -12,9 +12,10 @@ def main(argv=None) -> None:
             "tokenizers": "tokenizer directory",
             "out": "model directory",
             "live": "dvclive directory (metrics, plots)",
+            "checkpoints": "checkpoint directory: resume an interrupted run from it",
         },
         argv,
     )
     from nmtpipe.train import train_model  # TensorFlow loads only after params are valid
 
-    train_model(args.split, args.tokenizers, params, args.out, args.live)
+    train_model(args.split, args.tokenizers, params, args.out, args.live, args.checkpoints)

@@ -1,0 +1,325 @@
+"""Resumable training: a killed `nmtpipe train` (or `dvc repro`) resumes from its last
+epoch's checkpoint and ends with the same model as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from nmtpipe.checkpoint import TrainingState
+from nmtpipe.config import ModelConfig, SplitConfig, TokenizerConfig
+from nmtpipe.corpus.split import split_corpus
+from nmtpipe.dataset import make_train_dataset
+from nmtpipe.fileio import write_lines
+from nmtpipe.model.seq2seq import build_model, masked_loss
+from nmtpipe.tokenizer import train_tokenizers
+
+from .conftest import sample_pairs
+
+PARAMS = {  # a tiny model; no dev BLEU (tracing its decoder costs more than 3 epochs)
+    "model": {"embedding_dim": 8, "units": 16},
+    "train": {"epochs": 3, "dev_bleu_sentences": 0},
+}
+TIMING = ("epoch_time_s", "pairs_per_s", "tgt_tokens_per_s")  # curves that differ run to run
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A split and tokenizers of 300 pairs, and params for a tiny 3-epoch model."""
+    root = tmp_path_factory.mktemp("resume")
+    pairs = sample_pairs(300)
+    (root / "clean").mkdir()
+    write_lines(root / "clean/src.txt", [s for s, _ in pairs])
+    write_lines(root / "clean/tgt.txt", [t for _, t in pairs])
+    split_corpus(root / "clean", SplitConfig(dev_size=30, test_size=30), root / "split")
+    train_tokenizers(
+        root / "split", TokenizerConfig(src_vocab_size=150, tgt_vocab_size=150), root / "tok"
+    )
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    return root
+
+
+def start(project: Path, run: str, params: str = "params.yaml") -> subprocess.Popen:
+    """`nmtpipe train` writing model-{run}, live-{run} and checkpoints ckpt-{run}."""
+    args = ["--split", "split", "--tokenizers", "tok", "--params", params]
+    args += ["--out", f"model-{run}", "--live", f"live-{run}", "--checkpoints", f"ckpt-{run}"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "nmtpipe", "train", *args],
+        cwd=project,
+        env={**os.environ, "NMTPIPE_PROGRESS": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def train(project: Path, run: str, params: str = "params.yaml") -> str:
+    """Run `nmtpipe train` to the end; its log."""
+    proc = start(project, run, params)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return err
+
+
+def kill_after_checkpoint(proc: subprocess.Popen, checkpoints: Path, timeout: float = 300):
+    """SIGKILL proc as soon as its first epoch's checkpoint is in place."""
+    deadline = time.monotonic() + timeout
+    while not list(checkpoints.glob("epoch-*")):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def killed(project) -> Path:
+    """The checkpoint directory of a 3-epoch run killed after its first checkpoint."""
+    kill_after_checkpoint(start(project, "killed"), project / "ckpt-killed")
+    assert not (project / "model-killed").exists()
+    return project / "ckpt-killed"
+
+
+def weights(model_dir: Path) -> list[np.ndarray]:
+    import nmtpipe.model.seq2seq  # noqa: F401  (registers the model class)
+
+    return keras.saving.load_model(model_dir / "model.keras", compile=False).get_weights()
+
+
+def curves(live: Path) -> dict[str, list[list[str]]]:
+    """dvclive's curves without their timestamp column and the timing curves."""
+    found = {}
+    for tsv in sorted((live / "plots/metrics").rglob("*.tsv")):
+        if tsv.stem not in TIMING:
+            rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+            found[str(tsv.relative_to(live))] = [row[1:] for row in rows]  # drop timestamp
+    return found
+
+
+def test_train_dataset_order_is_a_function_of_seed_and_epoch():
+    rng = np.random.default_rng(0)
+    src = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(200)]
+    tgt = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(200)]
+
+    def batches(epochs: range) -> list[np.ndarray]:
+        ds, steps = make_train_dataset(src, tgt, 16, seed=7, epochs=epochs)
+        found = [out.numpy() for _, out in ds]
+        assert len(found) == steps * len(epochs)
+        return found
+
+    straight, resumed = batches(range(3)), batches(range(1, 3))
+    steps = len(straight) // 3
+    assert len(resumed) == 2 * steps
+    for a, b in zip(straight[steps:], resumed, strict=True):  # epochs 1 and 2, either way
+        np.testing.assert_array_equal(a, b)
+    assert any(  # ... and each epoch has its own order
+        a.shape != b.shape or (a != b).any()
+        for a, b in zip(straight[:steps], straight[steps : 2 * steps], strict=True)
+    )
+
+
+def tiny_model(seed: int):
+    keras.utils.set_random_seed(seed)
+    model = build_model(ModelConfig(embedding_dim=8, units=16), 40, 40)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=masked_loss)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def test_checkpoint_round_trip_restores_model_optimizer_and_early_stopping(tmp_path, caplog):
+    model = tiny_model(1)
+    early = keras.callbacks.EarlyStopping(restore_best_weights=True)
+    early.wait, early.best, early.best_epoch, early.stopped_epoch = 1, 1.25, 0, 0
+    early.best_weights = [w + 1 for w in model.get_weights()]
+    model.optimizer.iterations.assign(17)
+    model.variables[-1].assign(model.variables[-1] + 3)  # a dropout seed-generator state
+    saved = TrainingState(tmp_path / "ckpt", "run-a", early)
+    saved.set_model(model)
+    saved.on_epoch_end(0, {"loss": 2.5, "val_loss": 1.25})
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["epoch-0001"]
+
+    other = tiny_model(2)
+    restored_early = keras.callbacks.EarlyStopping(restore_best_weights=True)
+    restored = TrainingState(tmp_path / "ckpt", "run-a", restored_early)
+    with caplog.at_level(logging.INFO, logger="nmtpipe.checkpoint"):
+        assert restored.resume(other, epochs=4) == 1
+    assert f"resuming from epoch 2 of 4 (checkpoint {tmp_path / 'ckpt'})" in caplog.text
+    for a, b in zip(
+        [*model.variables, *model.optimizer.variables],
+        [*other.variables, *other.optimizer.variables],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    restored_early.on_train_begin()  # resets it; TrainingState comes after it
+    restored.set_model(other)
+    restored.on_train_begin()
+    assert (restored_early.wait, restored_early.best, restored_early.best_epoch) == (1, 1.25, 0)
+    for a, b in zip(early.best_weights, restored_early.best_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert restored.history == {"loss": [2.5], "val_loss": [1.25]}
+
+    stranger = TrainingState(tmp_path / "ckpt", "run-b", early)
+    with caplog.at_level(logging.INFO, logger="nmtpipe.checkpoint"):
+        assert stranger.resume(tiny_model(3), epochs=4) == 0
+    assert "checkpoint is for other params/data: starting over" in caplog.text
+    assert list((tmp_path / "ckpt").iterdir()) == []
+
+
+def test_checkpoint_restores_reduce_lr_on_plateau_counters(tmp_path):
+    model = tiny_model(1)
+    early = keras.callbacks.EarlyStopping()
+    early.on_train_begin()
+    plateau = keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2)
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    for epoch, loss in enumerate([2.0, 2.1]):  # one improvement, then one epoch without
+        plateau.on_epoch_end(epoch, {"val_loss": loss})
+    saved = TrainingState(tmp_path, "run", early, plateau)
+    saved.set_model(model)
+    saved.on_epoch_end(1, {"loss": 2.5, "val_loss": 2.1})
+
+    restored_plateau = keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2)
+    restored = TrainingState(tmp_path, "run", keras.callbacks.EarlyStopping(), restored_plateau)
+    other = tiny_model(2)
+    assert restored.resume(other, epochs=5) == 2
+    restored_plateau.set_model(other)
+    restored_plateau.on_train_begin()  # resets it; TrainingState comes after it
+    restored.set_model(other)
+    restored.on_train_begin()
+    assert (restored_plateau.wait, restored_plateau.best) == (1, 2.0)
+    assert restored_plateau.cooldown_counter == plateau.cooldown_counter
+
+
+def test_checkpoint_of_an_ended_run_trains_no_more_epochs(tmp_path, caplog):
+    """Killed after early stopping's last checkpoint, before the model was saved."""
+    model = tiny_model(1)
+    early = keras.callbacks.EarlyStopping(restore_best_weights=True)
+    early.on_train_begin()
+    saved = TrainingState(tmp_path, "run", early)
+    saved.set_model(model)
+    model.stop_training = True  # as EarlyStopping sets it in the same on_epoch_end
+    saved.on_epoch_end(3, {"loss": 2.0, "val_loss": 1.5})
+    with caplog.at_level(logging.INFO, logger="nmtpipe.checkpoint"):
+        assert TrainingState(tmp_path, "run", early).resume(tiny_model(2), epochs=10) == 10
+    assert "resuming after epoch 4 of 10, where training had ended" in caplog.text
+
+
+def test_killed_training_resumes_to_the_same_model_and_curves(project, killed):
+    straight = train(project, "straight")
+    assert "resuming" not in straight  # a fresh start says nothing special
+    shutil.copytree(killed, project / "ckpt-resumed")
+    log = train(project, "resumed")
+    assert re.search(r"resuming from epoch [23] of 3 \(checkpoint ckpt-resumed\)", log), log
+    for a, b in zip(
+        weights(project / "model-straight"), weights(project / "model-resumed"), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert curves(project / "live-resumed") == curves(project / "live-straight")
+    assert len(curves(project / "live-resumed")["plots/metrics/train/loss.tsv"]) == 4  # + header
+    metrics = [
+        json.loads((project / f"live-{run}/metrics.json").read_text())
+        for run in ("straight", "resumed")
+    ]
+    for key in ("best_val_loss", "best_epoch", "epochs_run", "step"):
+        assert metrics[0][key] == metrics[1][key], key
+    assert list((project / "ckpt-resumed").iterdir()) == []  # a complete run empties it
+    assert list((project / "ckpt-straight").iterdir()) == []
+
+
+def test_checkpoint_of_other_params_is_discarded(project, killed):
+    params = {**PARAMS, "train": {**PARAMS["train"], "learning_rate": 0.01}}
+    (project / "params-lr.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(killed, project / "ckpt-lr")
+    log = train(project, "lr", "params-lr.yaml")
+    assert "checkpoint is for other params/data: starting over" in log
+    assert "resuming" not in log
+    assert json.loads((project / "live-lr/metrics.json").read_text())["epochs_run"] == 3
+    assert len(curves(project / "live-lr")["plots/metrics/train/loss.tsv"]) == 4
+
+
+DVC_FILES = ("dvc.yaml", "params.yaml", "pipeline", "src", ".dvc/config", ".gitignore")
+
+
+def test_dvc_repro_resumes_a_killed_train_stage(tmp_path):
+    """SIGKILL train under `dvc repro` after a checkpoint; the next `dvc repro` resumes."""
+    import psutil
+
+    from .test_pipeline import GIT, ROOT, TINY, run, stages_run
+
+    repo = tmp_path / "project"
+    for name in DVC_FILES:
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        copy(ROOT / name, repo / name)
+    shutil.rmtree(repo / "src/nmtpipe.egg-info", ignore_errors=True)
+    corpus = tmp_path / "tiny.tsv"
+    corpus.write_text("".join(f"{en}\t{es}\n" for en, es in sample_pairs(400)), encoding="utf-8")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(source="url", url=str(corpus))
+    for section, values in TINY.items():
+        params[section].update(values)
+    params["train"].update(epochs=3, dev_bleu_sentences=0)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], repo)
+    run([*GIT, "add", "-A"], repo)
+    run([*GIT, "commit", "-qm", "init"], repo)
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    dvc = subprocess.Popen(
+        ["dvc", "repro"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 300
+    while not list((repo / "data/checkpoints").glob("epoch-*")):
+        assert dvc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    stage = [
+        p
+        for p in psutil.Process(dvc.pid).children(recursive=True)
+        if "train" in p.cmdline() and any("nmtpipe" in part for part in p.cmdline())
+    ]
+    assert stage, "the train stage process was not found"
+    for process in stage:
+        process.send_signal(signal.SIGKILL)
+    assert dvc.wait(timeout=120) != 0
+    assert not (repo / "data/model").exists()
+
+    result = run(["dvc", "repro"], repo)
+    log = result.stdout + result.stderr
+    assert stages_run(result.stdout) == {"train", "evaluate"}, result.stdout
+    assert re.search(r"resuming from epoch [23] of 3 \(checkpoint data/checkpoints\)", log), log
+    assert json.loads((repo / "reports/train/metrics.json").read_text())["epochs_run"] == 3
+    assert (repo / "data/model/model.keras").is_file()
+    assert list((repo / "data/checkpoints").iterdir()) == []
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], repo).stdout
+    assert "Data and pipelines are up to date." in run(["dvc", "repro"], repo).stdout
+
+
+def test_damaged_checkpoint_starts_over(tmp_path, caplog):
+    model = tiny_model(1)
+    early = keras.callbacks.EarlyStopping(restore_best_weights=True)
+    early.on_train_begin()
+    saved = TrainingState(tmp_path, "run", early)
+    saved.set_model(model)
+    saved.on_epoch_end(0, {"loss": 2.0, "val_loss": 1.5})
+    (tmp_path / "epoch-0001/variables.npz").write_bytes(b"not a zip")
+    other = tiny_model(2)
+    before = [v.numpy() for v in other.variables]
+    with caplog.at_level(logging.INFO, logger="nmtpipe.checkpoint"):
+        assert TrainingState(tmp_path, "run", early).resume(other, epochs=3) == 0
+    assert "unreadable checkpoint" in caplog.text and "starting over" in caplog.text
+    for a, b in zip(before, other.variables, strict=True):  # left as initialised
+        np.testing.assert_array_equal(a, b.numpy())
+    assert list(tmp_path.iterdir()) == []
