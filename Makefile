@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test check format clean-venv
+.PHONY: install run bench test check format clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)  ## create .venv and install nmtpipe with its dependencies
 
 run: install  ## run the whole pipeline (dvc repro) with params.yaml
 	dvc repro
+
+bench: install  ## training/translation speed of data/model on this machine (BENCH_ARGS=...)
+	nmtpipe bench --model data/model --split data/split --params params.yaml \
+		--metrics reports/metrics.json $(BENCH_ARGS)
 
 test: install  ## run the test suite
 	pytest

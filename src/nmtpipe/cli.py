@@ -1,4 +1,5 @@
-"""The `nmtpipe` command: the pipeline stages (run by `dvc repro`) and `translate`."""
+"""The `nmtpipe` command: the pipeline stages (run by `dvc repro`), `translate`, `preset`,
+`bench`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ COMMANDS = {
     "evaluate": ("nmtpipe.stages.evaluate", "stage: BLEU/chrF/TER on the test split"),
     "export": ("nmtpipe.stages.export", "stage: TensorFlow SavedModel for serving"),
     "translate": ("nmtpipe.translate", "translate stdin (or --input) with a trained model"),
+    "preset": ("nmtpipe.preset", "write a preset's values into params.yaml (--list: presets)"),
+    "bench": ("nmtpipe.bench", "training/translation speed vs the machine's matmul roof"),
     "plots-template": ("nmtpipe.plots_template", "write an offline HTML template for dvc plots"),
 }
 

@@ -358,22 +358,28 @@ def params_from_dict(raw: Any) -> Params:
     return Params(**parsed)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml; a ConfigError names the file and the problem."""
+def read_yaml(path: str | Path, what: str = "params file") -> Any:
+    """The data of a YAML file; a missing, non-UTF-8 or invalid file is a one-line ConfigError."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: params file not found") from None
+        raise ConfigError(f"{path}: {what} not found") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}:{where}: {problem}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; a ConfigError names the file and the problem."""
+    path = Path(path)
+    raw = read_yaml(path)
     try:
         return params_from_dict(raw)
     except ConfigError as err:

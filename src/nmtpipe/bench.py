@@ -1,0 +1,307 @@
+"""`nmtpipe bench`: how fast the trained model trains and translates on this machine.
+
+Figures, all measured in one process with TensorFlow's default thread settings.
+Every time is the best of a few runs (--rounds): on a machine shared with other
+work, the least disturbed run is the best estimate of the cost.
+
+- the machine's float32 matrix-multiply roof (GFLOP/s = 2n^3 / time of
+  `tf.linalg.matmul` on n x n matrices, sampled before, between and after the
+  other measurements), and the ceiling of the shape the recurrent layers really
+  run: the decoder's per-step matmuls in a sequential loop (roof.py);
+- training throughput of the train stage's own step (the model rebuilt from the
+  saved config and compiled as train.py does; Keras' train step, the function
+  `fit` runs, on real batches of the train split from `dataset.make_dataset`),
+  after warm-up batches: pairs/s, target tokens/s, and the model's achieved
+  GFLOP/s (flops.py) against the roof;
+- where a training step's time goes: each forward part, the backward pass and the
+  optimizer, timed separately on the same batches, interleaved with the steps;
+- translation throughput, greedy and beam search, on distinct test sources;
+- peak memory (max RSS) and the test scores of reports/metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+from nmtpipe.config import ModelConfig, TrainConfig, load_params, parse_section
+from nmtpipe.errors import ConfigError, ModelError
+from nmtpipe.fileio import atomic_file, read_parallel, write_json
+from nmtpipe.flops import GATES, train_step_flops
+
+log = logging.getLogger(__name__)
+SECTIONS = ("machine", "model", "roof", "train", "time", "gap", "translate", "memory", "test")
+
+
+def machine() -> dict:
+    """CPU, core count, TensorFlow version and thread settings, load at the start."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "system": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
+        "tensorflow": tf.__version__,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),  # 0 = all
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def model_config(trained, model_dir: Path) -> tuple[ModelConfig, TrainConfig]:
+    """The model and train params the model was trained with (its config.json)."""
+    missing = [name for name in ("model", "train") if name not in trained.config]
+    if missing:
+        raise ModelError(f"{model_dir / 'config.json'}: no {' or '.join(missing)} section")
+    try:
+        return (
+            parse_section(ModelConfig, trained.config.get("model"), "model"),
+            parse_section(TrainConfig, trained.config.get("train"), "train"),
+        )
+    except ConfigError as err:
+        raise ModelError(f"{model_dir / 'config.json'}: {err}") from None
+
+
+def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> list:
+    """The first `count` batches ((src, tgt_in), tgt_out) train.py would train on (cycled
+    when the split has fewer)."""
+    from nmtpipe.dataset import encode_pairs, make_dataset
+
+    src, tgt = read_parallel(
+        split_dir / "train.src", split_dir / "train.tgt", "training split", "split"
+    )
+    src_ids, tgt_ids, _ = encode_pairs(
+        trained.sp_src, trained.sp_tgt, src, tgt, cfg.max_src_len, cfg.max_tgt_len
+    )
+    if not src_ids:
+        raise ModelError(f"{split_dir}: no training pairs within the model's length limits")
+    batches = list(make_dataset(src_ids, tgt_ids, cfg.batch_size, cfg.seed).take(count))
+    return [batches[i % len(batches)] for i in range(count)]
+
+
+def run_bench(args, params) -> dict:
+    """Measure everything; return the figures, section by section."""
+    from nmtpipe.bench_timing import part_figures, time_steps, training_model
+    from nmtpipe.model.store import load_model_dir
+    from nmtpipe.roof import Roof
+
+    host = machine()
+    trained = load_model_dir(args.model)
+    model_cfg, train_cfg = model_config(trained, args.model)
+    if args.train_batch_size:  # what if: the same model trained with other batches
+        train_cfg = dataclasses.replace(train_cfg, batch_size=args.train_batch_size)
+    model = training_model(trained, model_cfg, train_cfg)
+    log.info("measuring the matmul roof")
+    roof = Roof(train_cfg.batch_size, model.embedding_dim, model.units, GATES[model.cell])
+    roof.measure()
+    count = args.warmup_batches + args.train_batches
+    batches = train_batches(trained, args.split, train_cfg, count)
+    warmup, measured = batches[: args.warmup_batches], batches[args.warmup_batches :]
+    seconds = time_steps(model, warmup, measured, args.rounds, between=roof.sample)
+    translate = translation(trained, args, params)
+    roof.measure()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    figures = {
+        "machine": host,
+        "model": describe(args.model, trained, model_cfg, train_cfg, model),
+        "roof": roof.figures(),
+        "train": train_figures(model, measured, seconds["step"], roof.figures()["gflops"]),
+        "time": part_figures(model, measured, seconds),
+        "translate": translate,
+        "memory": {"peak_rss_mib": round(peak_kib / 1024, 1)},
+        "test": read_test_scores(args.metrics),
+    }
+    figures["gap"] = explain(figures)
+    return {name: figures[name] for name in SECTIONS}
+
+
+def describe(model_dir: Path, trained, model_cfg, train_cfg, model) -> dict:
+    """What is being measured: the model directory, pair, architecture and batch size."""
+    attention = model_cfg.attention + (
+        f" ({model_cfg.luong_score})" if model_cfg.attention == "luong" else ""
+    )
+    encoder = "bidirectional " if model_cfg.bidirectional else ""
+    return {
+        "dir": str(model_dir),
+        "pair": f"{trained.config.get('src_lang')}->{trained.config.get('tgt_lang')}",
+        "architecture": (
+            f"{encoder}{model_cfg.cell} encoder, units {model_cfg.units}, embeddings "
+            f"{model_cfg.embedding_dim}, attention {attention}, vocabularies "
+            f"{model.src_vocab_size}/{model.tgt_vocab_size}"
+        ),
+        "parameters": int(model.count_params()),
+        "train_batch_size": train_cfg.batch_size,
+    }
+
+
+def train_figures(model, batches, seconds: list[float], roof_gflops: float) -> dict:
+    """Throughput of the measured training steps and the model's achieved GFLOP/s."""
+    pairs = sum(int(tgt_out.shape[0]) for _, tgt_out in batches)
+    tokens = sum(int((tgt_out.numpy() != 0).sum()) for _, tgt_out in batches)
+    padded = sum(int(tgt_out.shape[0] * tgt_out.shape[1]) for _, tgt_out in batches)
+    shapes = [(*src.shape, tgt_in.shape[1]) for (src, tgt_in), _ in batches]
+    flops = sum(train_step_flops(model, *shape) for shape in shapes)
+    total = sum(seconds)
+    gflops = flops / total / 1e9
+    return {
+        "batches": len(batches),
+        "pairs": pairs,
+        "tgt_tokens": tokens,
+        "tgt_padding_percent": round(100 * (1 - tokens / padded), 1),
+        "step_ms": round(1000 * total / len(batches), 1),
+        "pairs_per_s": round(pairs / total, 1),
+        "tgt_tokens_per_s": round(tokens / total, 1),
+        "gflop_per_step": float(f"{flops / len(batches) / 1e9:.4g}"),
+        "gflops": round(gflops, 2),
+        "roof_percent": round(100 * gflops / roof_gflops, 2),
+    }
+
+
+REASONS = {
+    "encoder": "a matmul per time step in sequence, plus the gates' elementwise work",
+    "decoder_rnn": "a matmul per time step in sequence, plus the gates' elementwise work",
+    "attention": "scores, masking and softmax over batch x target x source positions are "
+    "elementwise (bahdanau: a tanh over every position pair and unit)",
+    "output": "the softmax cross-entropy over the vocabulary is elementwise",
+    "backward": "gradients of the elementwise work too, back through time in sequence, "
+    "and the embeddings' scattered rows",
+    "optimizer_and_overhead": "Adam's elementwise update of every weight, gradient clipping, "
+    "and Keras' per-step work (loss and metric tracking)",
+}
+
+
+def explain(figures: dict) -> list[str]:
+    """Where the step's time goes beyond its matmul FLOPs at the roof: per part, the time
+    it takes minus the time its FLOPs would take at the roof, largest first."""
+    roof_gflops, parts = figures["roof"]["gflops"], figures["time"]
+    step_ms = figures["train"]["step_ms"]
+    lost = {name: p["ms"] - p["gflop"] / roof_gflops * 1e3 for name, p in parts.items()}
+    lines = [
+        f"at the roof this step's matmuls would take "
+        f"{figures['train']['gflop_per_step'] / roof_gflops * 1e3:.1f} ms, not {step_ms} ms; "
+        "time lost per part, largest first:"
+    ]
+    for name in sorted(lost, key=lost.get, reverse=True):
+        if lost[name] > 0.05 * step_ms:
+            lines.append(
+                f"{name} {lost[name]:.1f} ms ({100 * lost[name] / step_ms:.0f}% of the step): "
+                f"{REASONS[name]}"
+            )
+    step = figures["roof"]
+    lines += [
+        f"the decoder's per-step matmul shape alone, in a sequential loop, runs at "
+        f"{step['decoder_step_matmul_gflops']} GFLOP/s ({step['decoder_step_matmul_percent']}% "
+        "of the roof): the most a recurrent layer of this size gets here",
+        "what would close it: fewer, larger steps (a larger train.batch_size), fused kernels "
+        "(cuDNN recurrent layers on a GPU), or a Transformer, "
+        "whose layers are few large matmuls over all positions at once",
+    ]
+    return lines
+
+
+def translation(trained, args, params) -> dict:
+    """Sentences/s of greedy and beam search on up to args.sentences distinct test sources."""
+    from nmtpipe.bench_timing import time_translation
+    from nmtpipe.scoring import group_references
+
+    sources, _ = group_references(
+        *read_parallel(args.split / "test.src", args.split / "test.tgt", "test split", "split")
+    )
+    sources = sources[: args.sentences]
+    if not sources:
+        raise ModelError(f"{args.split / 'test.src'}: the test split is empty")
+    batch_size = args.batch_size or params.evaluate.batch_size
+    figures = {"sentences": len(sources), "batch_size": batch_size}
+    for beam in dict.fromkeys((1, args.beam)):  # --beam 1: greedy only
+        name = "greedy" if beam == 1 else f"beam{beam}"
+        log.info("translating %d test sentences (%s)", len(sources), name)
+        rate = time_translation(trained, sources, batch_size, beam, params.evaluate, args.rounds)
+        figures[f"{name}_sentences_per_s"] = round(rate, 1)
+    return figures
+
+
+def read_test_scores(path: Path) -> dict:
+    """Test BLEU and chrF with their signatures from the evaluate stage's metrics."""
+    try:
+        metrics = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError) as err:
+        log.warning("%s: no test scores (%s; run `dvc repro`)", path, type(err).__name__)
+        return {"metrics": str(path), "bleu": None, "chrf": None}
+    signature = metrics.get("signature", {})
+    return {
+        "metrics": str(path),
+        "bleu": metrics.get("bleu"),
+        "bleu_signature": signature.get("bleu"),
+        "chrf": metrics.get("chrf"),
+        "chrf_signature": signature.get("chrf"),
+    }
+
+
+def format_figures(figures: dict) -> str:
+    """`section.name: value` lines; the time breakdown as ms, share and GFLOP/s per part."""
+    lines = []
+    for section, values in figures.items():
+        if section == "gap":
+            lines += [f"gap: {text}" for text in values]
+            continue
+        for name, value in values.items():
+            if isinstance(value, dict):  # a part of the time breakdown
+                value = (
+                    f"{value['ms']:.1f} ms/step, {value['share_percent']:.0f}%, "
+                    f"{value['gflops']:.1f} GFLOP/s"
+                    if value.get("gflop")
+                    else f"{value['ms']:.1f} ms/step, {value['share_percent']:.0f}%"
+                )
+            lines.append(f"{section}.{name}: {value}")
+    return "\n".join(lines)
+
+
+OPTIONS = (  # name, type, default, help
+    ("--model", Path, Path("data/model"), "trained model directory (default: data/model)"),
+    ("--split", Path, Path("data/split"), "split directory: train and test (default: data/split)"),
+    ("--params", Path, Path("params.yaml"), "params file; its evaluate section sets decoding"),
+    ("--metrics", Path, Path("reports/metrics.json"), "the evaluate stage's test scores"),
+    ("--train-batches", int, 30, "training batches measured (default: 30)"),
+    ("--train-batch-size", int, None, "pairs per training batch (default: the model's own)"),
+    ("--warmup-batches", int, 5, "training batches run first, not measured (default: 5)"),
+    ("--rounds", int, 3, "runs of each timing; the best counts (default: 3)"),
+    ("--sentences", int, 500, "distinct test sources translated (default: 500)"),
+    ("--batch-size", int, None, "decoding batch size (default: evaluate.batch_size)"),
+    ("--beam", int, 5, "beam size measured beside greedy search (default: 5)"),
+    ("--json", Path, None, "also write the figures to this JSON file"),
+)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="nmtpipe bench",
+        description="Training and translation speed of a trained model on this machine, "
+        "beside the machine's measured matmul roof; peak memory; test scores.",
+    )
+    for name, kind, default, help_text in OPTIONS:
+        parser.add_argument(name, type=kind, default=default, help=help_text)
+    args = parser.parse_args(argv)
+    counts = (args.train_batches, args.warmup_batches, args.rounds, args.sentences, args.beam)
+    sizes = [size for size in (args.batch_size, args.train_batch_size) if size is not None]
+    if min(counts + tuple(sizes)) < 1:
+        parser.error("counts and sizes must be at least 1")
+    params = load_params(args.params)
+    figures = run_bench(args, params)
+    if args.json:
+        with atomic_file(args.json) as tmp:
+            write_json(tmp, figures)
+    print(format_figures(figures))

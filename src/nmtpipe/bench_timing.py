@@ -1,0 +1,172 @@
+"""Timed runs for `nmtpipe bench`: the training step, its parts, and translation.
+
+Every timed function is traced during a warm-up first, so that no measurement
+includes tracing. Eager and tf.function calls on the CPU return once their
+results exist, so wall time around a call is its compute time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from nmtpipe.flops import forward_flops
+from nmtpipe.model.decoding import BeamSearchDecoder, GreedyDecoder, translate_sentences
+from nmtpipe.model.seq2seq import build_model, masked_accuracy, masked_loss
+from nmtpipe.train import set_determinism
+
+log = logging.getLogger(__name__)
+FORWARD_PARTS = ("encoder", "decoder_rnn", "attention", "output")
+
+
+def training_model(trained, model_cfg, train_cfg) -> keras.Model:
+    """A fresh model built and compiled exactly as train.py builds and compiles it."""
+    set_determinism(train_cfg.seed)
+    model = build_model(model_cfg, trained.sp_src.get_piece_size(), trained.sp_tgt.get_piece_size())
+    optimizer = keras.optimizers.Adam(train_cfg.learning_rate, clipnorm=train_cfg.clipnorm or None)
+    model.compile(optimizer=optimizer, loss=masked_loss, metrics=[masked_accuracy])
+    return model
+
+
+def part_functions(model) -> dict:
+    """tf.functions of each part of the training forward pass (dropout on), of the whole
+    forward pass, and of forward + backward (gradients of every trainable weight)."""
+    ids = tf.TensorSpec([None, None], tf.int32)
+    seq = tf.TensorSpec([None, None, model.units], tf.float32)
+    states = [tf.TensorSpec([None, model.units], tf.float32)] * model.n_states
+    mask = tf.TensorSpec([None, None], tf.bool)
+
+    def decoder_rnn(tgt_in, states):
+        x = model.dropout(model.tgt_embedding(tgt_in), training=True)
+        return model.decoder_rnn(x, initial_state=states, training=True)[0]
+
+    def attention(dec_out, enc_out, enc_mask):
+        context, _ = model.attention(dec_out, enc_out, enc_mask)
+        return model.combine(ops.concatenate([dec_out, context], axis=-1))
+
+    def output(dec_out, tgt_out):
+        return masked_loss(tgt_out, model.output_proj(model.dropout(dec_out, training=True)))
+
+    def forward(src, tgt_in, tgt_out):
+        return masked_loss(tgt_out, model((src, tgt_in), training=True))
+
+    def forward_backward(src, tgt_in, tgt_out):
+        with tf.GradientTape() as tape:
+            loss = forward(src, tgt_in, tgt_out)
+        return tape.gradient(loss, model.trainable_variables)
+
+    def fn(function, *spec):
+        return tf.function(function, input_signature=list(spec))
+
+    return {
+        "encoder": fn(lambda src: model.encode(src, training=True), ids),
+        "decoder_rnn": fn(decoder_rnn, ids, states),
+        "attention": fn(attention, seq, seq, mask) if model.attention is not None else None,
+        "output": fn(output, seq, ids),
+        "forward": fn(forward, ids, ids, ids),
+        "forward_backward": fn(forward_backward, ids, ids, ids),
+    }
+
+
+def _run_parts(parts: dict, batch) -> dict[str, float]:
+    """Run every part on one batch; return each part's wall time."""
+    (src, tgt_in), tgt_out = batch
+    seconds = {}
+
+    def run(name, *args):
+        started = time.perf_counter()
+        result = parts[name](*args)
+        seconds[name] = time.perf_counter() - started
+        return result
+
+    enc_out, enc_mask, states = run("encoder", src)
+    dec_out = run("decoder_rnn", tgt_in, states)
+    if parts["attention"] is not None:
+        dec_out = run("attention", dec_out, enc_out, enc_mask)
+    run("output", dec_out, tgt_out)
+    run("forward", src, tgt_in, tgt_out)
+    run("forward_backward", src, tgt_in, tgt_out)
+    return seconds
+
+
+def _run_step(model, parts: dict, batch) -> dict[str, float]:
+    """One training step (Keras' own train step, the function `fit` runs per batch), then
+    every part on the same batch; the wall time of each."""
+    (src, tgt_in), tgt_out = batch
+    started = time.perf_counter()
+    model.train_on_batch((src, tgt_in), tgt_out)  # returns Python floats: the step is done
+    return {"step": time.perf_counter() - started, **_run_parts(parts, batch)}
+
+
+def time_steps(
+    model, warmup: list, measured: list, rounds: int, between=None
+) -> dict[str, list[float]]:
+    """Seconds of the training step and of each of its parts on every measured batch, the
+    best of `rounds`. Step and parts run interleaved, batch by batch, so that they see the
+    same machine; on a shared machine the least disturbed run is the best estimate of the
+    cost. The warm-up batches trace every function (Keras relaxes its step's shapes after
+    the first few; the parts have shape-generic signatures). `between()`, if given, runs
+    after every measured batch (the roof's samples)."""
+    log.info(
+        "training: %d warm-up batches, then %d rounds of %d", len(warmup), rounds, len(measured)
+    )
+    parts = part_functions(model)
+    for batch in warmup:
+        _run_step(model, parts, batch)
+    runs = []
+    for _ in range(rounds):
+        runs.append([])
+        for batch in measured:
+            runs[-1].append(_run_step(model, parts, batch))
+            if between is not None:
+                between()
+    return {
+        name: [min(run[i][name] for run in runs) for i in range(len(measured))]
+        for name in runs[0][0]
+    }
+
+
+def part_figures(model, batches: list, seconds: dict[str, list[float]]) -> dict:
+    """Per training step: ms, share of the step and GFLOP/s of each forward part, of the
+    backward pass (forward + backward minus forward) and of the optimizer update with the
+    step's other work (the step minus forward + backward)."""
+    total = {name: sum(values) for name, values in seconds.items()}
+    flops = {name: 0 for name in FORWARD_PARTS}
+    for (src, tgt_in), _ in batches:
+        for name, value in forward_flops(model, *src.shape, tgt_in.shape[1]).items():
+            flops[name] += value
+    rows = {name: (total[name], flops[name]) for name in FORWARD_PARTS if name in total}
+    backward = max(total["forward_backward"] - total["forward"], 0.0)
+    rows["backward"] = (backward, 2 * sum(flops.values()))
+    rows["optimizer_and_overhead"] = (max(total["step"] - total["forward_backward"], 0.0), 0)
+    return {name: _row(s, f, len(batches), total["step"]) for name, (s, f) in rows.items()}
+
+
+def _row(seconds: float, flops: int, steps: int, step_seconds: float) -> dict:
+    return {
+        "ms": round(1000 * seconds / steps, 2),
+        "share_percent": round(100 * seconds / step_seconds, 1),
+        "gflop": float(f"{flops / steps / 1e9:.4g}"),
+        "gflops": round(flops / seconds / 1e9, 2) if seconds else 0.0,
+    }
+
+
+def time_translation(trained, sources: list[str], batch_size: int, beam: int, cfg, rounds: int):
+    """Sentences/s translating `sources`, the best of `rounds` runs (after a warm-up batch
+    that traces the decoder's graphs)."""
+    decoder = (
+        GreedyDecoder(trained.model, cfg.max_len_ratio)
+        if beam == 1
+        else BeamSearchDecoder(trained.model, beam, cfg.length_penalty, cfg.max_len_ratio)
+    )
+    translate_sentences(trained, sources[:8], batch_size, decoder=decoder, desc="warm-up")
+    seconds = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        translate_sentences(trained, sources, batch_size, decoder=decoder, desc=f"beam {beam}")
+        seconds.append(time.perf_counter() - started)
+    return len(sources) / min(seconds)

@@ -1,0 +1,56 @@
+"""Matrix-multiply FLOPs of the encoder-decoder, counted analytically from its shapes.
+
+For one batch of B sentences padded to S source and T target positions, with
+embedding size E, decoder units U, target vocabulary V and g gate blocks per
+recurrent cell (LSTM 4, GRU 3), a multiply-add counting 2 FLOPs:
+
+    encoder        d * S * 2B * g*h * (E + h)      d=2, h=U/2 bidirectional; d=1, h=U not
+    decoder RNN    T * 2B * g*U * (E + U)          input and recurrent matmul every step
+    attention      bahdanau: 2B*T*U*U (query) + 2B*S*U*U (keys) + 2B*T*S*U (score vector)
+                   luong general: 2B*S*U*U (keys) + 2B*T*S*U (scores);  dot: 2B*T*S*U
+                   every kind: + 2B*T*S*U (context = weights @ encoder outputs)
+    combine        2B*T * 2U * U                   tanh(W [output; context]), if attention
+    output proj    2B*T * U * V                    logits over the target vocabulary
+
+A training step costs 3x the forward pass: backpropagation runs two matmuls per
+forward matmul (gradients of its input and of its weights). Padding positions
+count, since the layers compute them. Not counted (no matmul, memory-bound):
+embedding lookups, gate nonlinearities, softmax, loss, dropout, the optimizer.
+"""
+
+from __future__ import annotations
+
+TRAIN_FACTOR = 3  # forward + backward (2 matmuls per forward matmul)
+GATES = {"lstm": 4, "gru": 3}
+
+
+def rnn_flops(batch: int, steps: int, in_dim: int, units: int, cell: str) -> int:
+    """One recurrent layer (one direction): input and recurrent matmul at every step."""
+    return steps * 2 * batch * GATES[cell] * units * (in_dim + units)
+
+
+def forward_flops(model, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
+    """Forward-pass matmul FLOPs per part of `model` (a Seq2Seq) for one padded batch."""
+    emb, units, cell = model.embedding_dim, model.units, model.cell
+    b, s, t = batch, src_len, tgt_len
+    directions, enc_units = (2, units // 2) if model.bidirectional else (1, units)
+    parts = {
+        "encoder": directions * rnn_flops(b, s, emb, enc_units, cell),
+        "decoder_rnn": rnn_flops(b, t, emb, units, cell),
+        "attention": 0,
+        "output": 2 * b * t * units * model.tgt_vocab_size,
+    }
+    if model.attention_kind != "none":
+        scores = 2 * b * t * s * units
+        if model.attention_kind == "bahdanau":
+            projections = 2 * b * (t + s) * units * units
+        else:
+            projections = 2 * b * s * units * units if model.luong_score == "general" else 0
+        parts["attention"] = projections + scores + 2 * b * t * s * units  # + context
+        parts["attention"] += 2 * b * t * 2 * units * units  # combine
+    return parts
+
+
+def train_step_flops(model, batch: int, src_len: int, tgt_len: int) -> int:
+    """Matmul FLOPs of one training step (forward + backward) on one padded batch."""
+    return TRAIN_FACTOR * sum(forward_flops(model, batch, src_len, tgt_len).values())

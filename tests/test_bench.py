@@ -1,0 +1,105 @@
+"""`nmtpipe bench` on a tiny model: every figure present and sane (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from nmtpipe.bench import main, read_test_scores
+from nmtpipe.config import ModelConfig, TokenizerConfig, TrainConfig, to_dict
+from nmtpipe.fileio import write_json, write_lines
+from nmtpipe.model.seq2seq import build_model
+from nmtpipe.model.store import save_model_dir
+from nmtpipe.tokenizer import train_tokenizers
+
+from .conftest import ROOT, run_nmtpipe, sample_pairs
+
+VOCAB = 120
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A split, a complete tiny model directory, metrics and params, as the pipeline has."""
+    root = tmp_path_factory.mktemp("bench")
+    pairs = sample_pairs(300)
+    (root / "split").mkdir()
+    for name, rows in (("train", pairs[:260]), ("test", pairs[260:])):
+        write_lines(root / f"split/{name}.src", [s for s, _ in rows])
+        write_lines(root / f"split/{name}.tgt", [t for _, t in rows])
+    tokenizer = TokenizerConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB)
+    train_tokenizers(root / "split", tokenizer, root / "tok")
+    model_cfg, train_cfg = ModelConfig(embedding_dim=8, units=16), TrainConfig(batch_size=16)
+    config = {
+        "src_lang": "en",
+        "tgt_lang": "es",
+        "model": to_dict(model_cfg),
+        "train": to_dict(train_cfg),
+        "src_vocab_size": VOCAB,
+        "tgt_vocab_size": VOCAB,
+    }
+    (root / "model").mkdir()
+    save_model_dir(root / "model", build_model(model_cfg, VOCAB, VOCAB), config, root / "tok")
+    signature = {"bleu": "nrefs:1|tok:13a", "chrf": "nrefs:1|nc:6"}
+    write_json(root / "metrics.json", {"bleu": 1.5, "chrf": 12.25, "signature": signature})
+    shutil.copyfile(ROOT / "params.yaml", root / "params.yaml")
+    return root
+
+
+def test_bench_prints_and_writes_every_figure(pipeline, capsys):
+    args = ["--model", str(pipeline / "model"), "--split", str(pipeline / "split")]
+    args += ["--params", str(pipeline / "params.yaml"), "--metrics", str(pipeline / "metrics.json")]
+    args += ["--train-batches", "3", "--warmup-batches", "2", "--rounds", "1"]
+    args += ["--sentences", "6", "--batch-size", "4", "--beam", "3"]
+    main([*args, "--json", str(pipeline / "bench.json")])
+
+    figures = json.loads((pipeline / "bench.json").read_text())
+    sections = ["machine", "model", "roof", "train", "time", "gap", "translate", "memory", "test"]
+    assert sorted(figures) == sorted(sections)  # write_json sorts keys
+    roof, train = figures["roof"], figures["train"]
+    assert roof["gflops"] > 0 and roof["decoder_step_matmul_gflops"] > 0
+    assert roof["gflops"] == max(roof["gflops_n1024"], roof["gflops_n2048"])
+    assert train["batches"] == 3 and train["pairs"] > 0
+    for name in ("step_ms", "pairs_per_s", "tgt_tokens_per_s", "gflop_per_step", "gflops"):
+        assert train[name] > 0, name
+    assert 0 < train["roof_percent"] <= 100
+    assert train["tgt_tokens_per_s"] > train["pairs_per_s"]
+    time = figures["time"]
+    assert set(time) == {
+        "encoder", "decoder_rnn", "attention", "output", "backward", "optimizer_and_overhead",
+    }  # fmt: skip
+    for name in ("encoder", "decoder_rnn", "attention", "output"):
+        assert time[name]["ms"] > 0 and time[name]["gflop"] > 0 and time[name]["gflops"] > 0
+    assert time["backward"]["gflop"] == pytest.approx(
+        2 * sum(time[n]["gflop"] for n in ("encoder", "decoder_rnn", "attention", "output")),
+        rel=1e-2,
+    )
+    translate = figures["translate"]
+    assert translate["sentences"] == 6 and translate["batch_size"] == 4
+    assert translate["greedy_sentences_per_s"] > 0 and translate["beam3_sentences_per_s"] > 0
+    assert figures["memory"]["peak_rss_mib"] > 0
+    assert figures["test"]["bleu"] == 1.5 and figures["test"]["chrf_signature"] == "nrefs:1|nc:6"
+    assert figures["gap"] and all(isinstance(line, str) for line in figures["gap"])
+
+    out = capsys.readouterr().out.splitlines()
+    assert f"train.pairs_per_s: {train['pairs_per_s']}" in out
+    assert f"roof.gflops: {roof['gflops']}" in out
+    assert "test.bleu: 1.5" in out and "model.pair: en->es" in out
+    assert any(line.startswith("time.encoder: ") and "GFLOP/s" in line for line in out)
+    assert all(": " in line for line in out)
+    assert list(dict.fromkeys(line.split(".")[0].split(":")[0] for line in out)) == sections
+
+
+def test_missing_metrics_are_reported_not_fatal(tmp_path, caplog):
+    scores = read_test_scores(tmp_path / "none.json")
+    assert scores["bleu"] is None and scores["chrf"] is None
+    assert "none.json: no test scores" in caplog.text
+
+
+def test_bench_refuses_a_missing_model(pipeline, tmp_path):
+    result = run_nmtpipe(
+        "bench", "--model", str(tmp_path / "none"), "--params", str(pipeline / "params.yaml")
+    )
+    assert result.returncode == 1
+    assert "none/model.keras: trained model not found" in result.stderr.decode().splitlines()[-1]

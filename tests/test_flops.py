@@ -1,0 +1,57 @@
+"""Analytic matmul FLOPs of the encoder-decoder, checked against hand counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from nmtpipe.config import ModelConfig
+from nmtpipe.flops import forward_flops, train_step_flops
+from nmtpipe.model.seq2seq import build_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = ModelConfig(embedding_dim=8, units=16, bidirectional=True, attention="bahdanau")
+    return build_model(cfg, 30, 40)
+
+
+def test_forward_flops_by_hand(model):
+    b, s, t = 2, 5, 3
+    parts = forward_flops(model, b, s, t)
+    assert parts["encoder"] == 2 * s * 2 * b * 4 * 8 * (8 + 8)  # two directions of 8 units
+    assert parts["decoder_rnn"] == t * 2 * b * 4 * 16 * (8 + 16)
+    query, keys = 2 * b * t * 16 * 16, 2 * b * s * 16 * 16
+    scores = context = 2 * b * t * s * 16
+    combine = 2 * b * t * 32 * 16
+    assert parts["attention"] == query + keys + scores + context + combine
+    assert parts["output"] == 2 * b * t * 16 * 40
+    assert train_step_flops(model, b, s, t) == 3 * sum(parts.values())
+
+
+def test_weights_match_the_counted_matmuls(model):
+    """Each counted matmul multiplies by a weight matrix of the model with these shapes."""
+    shapes = {w.path: tuple(w.shape) for w in model.weights}
+    assert shapes["seq2seq/encoder/forward_encoder_rnn/lstm_cell/kernel"] == (8, 4 * 8)
+    assert shapes["seq2seq/decoder_rnn/lstm_cell/recurrent_kernel"] == (16, 4 * 16)
+    assert shapes["seq2seq/attention_combine/kernel"] == (32, 16)
+    assert shapes["seq2seq/output_proj/kernel"] == (16, 40)
+
+
+@pytest.mark.parametrize(
+    "attention, luong_score, projections",
+    [("none", "general", None), ("luong", "dot", 0), ("luong", "general", 2 * 2 * 5 * 16 * 16)],
+)
+def test_attention_kinds(attention, luong_score, projections):
+    cfg = ModelConfig(embedding_dim=8, units=16, attention=attention, luong_score=luong_score)
+    parts = forward_flops(build_model(cfg, 30, 40), 2, 5, 3)
+    if projections is None:
+        assert parts["attention"] == 0
+    else:
+        scores_and_context = 2 * (2 * 2 * 3 * 5 * 16)
+        assert parts["attention"] == projections + scores_and_context + 2 * 2 * 3 * 32 * 16
+
+
+def test_gru_has_three_gate_blocks():
+    cfg = ModelConfig(cell="gru", embedding_dim=8, units=16, bidirectional=False)
+    parts = forward_flops(build_model(cfg, 30, 40), 2, 5, 3)
+    assert parts["encoder"] == 5 * 2 * 2 * 3 * 16 * (8 + 16)
