@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nmtpipe.dataset import batches_per_epoch, make_dataset
+from nmtpipe.dataset import batches_per_epoch, make_dataset, make_train_dataset
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 8])
@@ -11,6 +11,9 @@ def test_batches_per_epoch_counts_what_make_dataset_yields(batch_size):
     lengths[:4] = [[7, 7], [8, 6], [3, 11], [96, 1]]
     src = [list(rng.integers(4, 30, s)) for s, _ in lengths]
     tgt = [list(rng.integers(4, 30, t)) for _, t in lengths]
-    data = make_dataset(src, tgt, batch_size, shuffle_seed=1)
-    counts = [sum(1 for _ in data) for _ in range(2)]  # reshuffled: the same count each epoch
-    assert counts == [batches_per_epoch(src, tgt, batch_size)] * 2 == [len(data)] * 2
+    expected = batches_per_epoch(src, tgt, batch_size)
+    data = make_dataset(src, tgt, batch_size)
+    assert sum(1 for _ in data) == expected == len(data)
+    train, steps = make_train_dataset(src, tgt, batch_size, seed=1, epochs=range(2))
+    assert steps == expected  # each epoch's own shuffle gives the same count
+    assert sum(1 for _ in train) == 2 * expected == len(train)

@@ -53,7 +53,7 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int) -> Path:
     """A tiny model directory, trained for `epochs` on the tokenizers' 300 pairs."""
     import keras
 
-    from nmtpipe.dataset import encode_pairs, make_dataset
+    from nmtpipe.dataset import encode_pairs, make_train_dataset
     from nmtpipe.model.seq2seq import build_model, masked_loss
     from nmtpipe.model.store import save_model_dir
     from nmtpipe.tokenizer import load_tokenizer
@@ -65,7 +65,8 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int) -> Path:
         en, es = [s for s, _ in sample_pairs(300)], [t for _, t in sample_pairs(300)]
         src, tgt, _ = encode_pairs(sp_src, sp_tgt, en, es, max_src_len=64, max_tgt_len=64)
         model.compile(optimizer=keras.optimizers.Adam(0.005), loss=masked_loss)
-        model.fit(make_dataset(src, tgt, 32, shuffle_seed=seed), epochs=epochs, verbose=0)
+        data, steps = make_train_dataset(src, tgt, 32, seed, range(epochs))
+        model.fit(data, epochs=epochs, steps_per_epoch=steps, verbose=0)
     out = root / f"model{seed}"
     out.mkdir()
     config = {"src_lang": "en", "tgt_lang": "es", "src_vocab_size": 200, "tgt_vocab_size": 200}

@@ -65,7 +65,7 @@ def tiny_data(pairs: int = 24, batch_size: int = 8):
     rng = np.random.default_rng(0)
     src = [list(rng.integers(4, 30, 5)) for _ in range(pairs)]
     tgt = [list(rng.integers(4, 40, 4)) for _ in range(pairs)]
-    return make_dataset(src, tgt, batch_size, shuffle_seed=1), batches_per_epoch(src, tgt, 8)
+    return make_dataset(src, tgt, batch_size), batches_per_epoch(src, tgt, 8)
 
 
 def tiny_model():

@@ -79,7 +79,7 @@ def model_config(trained, model_dir: Path) -> tuple[ModelConfig, TrainConfig]:
 def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> list:
     """The first `count` batches ((src, tgt_in), tgt_out) train.py would train on (cycled
     when the split has fewer)."""
-    from nmtpipe.dataset import encode_pairs, make_dataset
+    from nmtpipe.dataset import encode_pairs, make_train_dataset
 
     src, tgt = read_parallel(
         split_dir / "train.src", split_dir / "train.tgt", "training split", "split"
@@ -89,7 +89,8 @@ def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> lis
     )
     if not src_ids:
         raise ModelError(f"{split_dir}: no training pairs within the model's length limits")
-    batches = list(make_dataset(src_ids, tgt_ids, cfg.batch_size, cfg.seed).take(count))
+    first_epoch, _ = make_train_dataset(src_ids, tgt_ids, cfg.batch_size, cfg.seed, range(1))
+    batches = list(first_epoch.take(count))  # the batches training starts with
     return [batches[i % len(batches)] for i in range(count)]
 
 
