@@ -76,7 +76,7 @@ def test_preset_adds_keys_missing_from_params(tmp_path, capsys):
     text = params_file.read_text()
     assert text.startswith("# mine\nmodel:\n  units: 256  # small\n")
     params = load_params(params_file)
-    assert (params.data.src_lang, params.train.batch_size) == ("es", 64)
+    assert (params.data.src_lang, params.train.batch_size) == ("es", 128)
     assert "model.units: 128 -> 256" in capsys.readouterr().out
 
 

@@ -298,7 +298,7 @@ def test_dvc_repro_resumes_a_killed_train_stage(tmp_path):
 
     result = run(["dvc", "repro"], repo)
     log = result.stdout + result.stderr
-    assert stages_run(result.stdout) == {"train", "evaluate"}, result.stdout
+    assert stages_run(result.stdout) == {"train", "evaluate", "export"}, result.stdout
     assert re.search(r"resuming from epoch [23] of 3 \(checkpoint data/checkpoints\)", log), log
     assert json.loads((repo / "reports/train/metrics.json").read_text())["epochs_run"] == 3
     assert (repo / "data/model/model.keras").is_file()
