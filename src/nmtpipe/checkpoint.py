@@ -130,6 +130,7 @@ class TrainingState(keras.callbacks.Callback):
         self.history: dict[str, list[float]] = {}
         self.seconds_before = 0.0
         self.live_dir: Path | None = None
+        self.live = None  # the dvclive Live of open_live()
         self._resumed: dict | None = None  # the state.json read by resume()
         self._resumed_path: Path | None = None
         self._best_weights: list = []  # EarlyStopping's, from the resumed checkpoint
@@ -211,6 +212,7 @@ class TrainingState(keras.callbacks.Callback):
         )
         if resumed:  # dvclive's own resume reads step 0 (one epoch done) as "start at 0"
             live.step = self.epochs_done
+        self.live = live
         return live
 
     @property

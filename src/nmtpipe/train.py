@@ -91,10 +91,7 @@ def train_model(
         stats["train_pairs_too_long"],
         stats["dev_pairs"],
     )
-    model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
-    transfer = prepare_model(model, params, tok_dir)  # init_from, pretrained vectors, freeze
-    compile_model(model, params.train, stats["train_batches_per_epoch"])
-    log.info("model: %s parameters", f"{model.count_params():,}")
+    model, transfer = _build(params, tok_dir, stats)
     early = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=params.train.patience, restore_best_weights=True
     )
@@ -113,7 +110,6 @@ def train_model(
         range(first_epoch, params.train.epochs),
     )
     with atomic_dir(out_dir) as model_tmp, atomic_dir(live_dir) as live_tmp:
-        live = state.open_live(live_tmp)
         model.fit(
             train_ds,
             validation_data=dev_ds,
@@ -127,24 +123,15 @@ def train_model(
                 *schedule,
                 _dev_bleu(split_dir, tok_dir, params.train.dev_bleu_sentences),
                 early,
-                DVCLiveCallback(live=live),
+                DVCLiveCallback(live=state.open_live(live_tmp)),
                 state,  # last: checkpoints what the callbacks before it did this epoch
             ],
             verbose=1 if progress_enabled() else 2,
         )
         summary = _summary(state.history, state.seconds, stats, model)
-        live.summary.update(summary)
-        live.make_summary()
-        config = {
-            "nmtpipe_version": __version__,
-            "src_lang": params.data.src_lang,
-            "tgt_lang": params.data.tgt_lang,
-            "model": to_dict(params.model),
-            "train": to_dict(params.train),
-            "transfer": transfer,  # files read by prepare_model, with their sha256
-            **{k: stats[k] for k in ("src_vocab_size", "tgt_vocab_size")},
-        }
-        save_model_dir(model_tmp, model, config, tok_dir)
+        state.live.summary.update(summary)
+        state.live.make_summary()
+        save_model_dir(model_tmp, model, _model_config(params, transfer, stats), tok_dir)
     state.clear()  # only now: a kill before the rename above resumes from it
     log.info(
         "best dev loss %.4f at epoch %d of %d (%.0f s)",
@@ -154,6 +141,28 @@ def train_model(
         summary["train_time_s"],
     )
     return summary
+
+
+def _build(params: Params, tok_dir: Path, stats: dict):
+    """The compiled model, after init_from/pretrained vectors/freeze; and their record."""
+    model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
+    transfer = prepare_model(model, params, tok_dir)
+    compile_model(model, params.train, stats["train_batches_per_epoch"])
+    log.info("model: %s parameters", f"{model.count_params():,}")
+    return model, transfer
+
+
+def _model_config(params: Params, transfer: dict, stats: dict) -> dict:
+    """config.json of the model directory: what translation and later runs need to know."""
+    return {
+        "nmtpipe_version": __version__,
+        "src_lang": params.data.src_lang,
+        "tgt_lang": params.data.tgt_lang,
+        "model": to_dict(params.model),
+        "train": to_dict(params.train),
+        "transfer": transfer,  # files read by prepare_model, with their sha256
+        **{k: stats[k] for k in ("src_vocab_size", "tgt_vocab_size")},
+    }
 
 
 def compile_model(model, cfg: TrainConfig, steps_per_epoch: int) -> None:
