@@ -16,8 +16,8 @@ from keras import ops
 
 from nmtpipe.flops import forward_flops
 from nmtpipe.model.decoding import BeamSearchDecoder, GreedyDecoder, translate_sentences
-from nmtpipe.model.seq2seq import build_model, masked_accuracy, masked_loss
-from nmtpipe.train import set_determinism
+from nmtpipe.model.seq2seq import build_model, masked_loss
+from nmtpipe.train import compile_model, set_determinism
 
 log = logging.getLogger(__name__)
 FORWARD_PARTS = ("encoder", "decoder_rnn", "attention", "output")
@@ -27,8 +27,9 @@ def training_model(trained, model_cfg, train_cfg) -> keras.Model:
     """A fresh model built and compiled exactly as train.py builds and compiles it."""
     set_determinism(train_cfg.seed)
     model = build_model(model_cfg, trained.sp_src.get_piece_size(), trained.sp_tgt.get_piece_size())
-    optimizer = keras.optimizers.Adam(train_cfg.learning_rate, clipnorm=train_cfg.clipnorm or None)
-    model.compile(optimizer=optimizer, loss=masked_loss, metrics=[masked_accuracy])
+    # train.py's own compile (schedule, label smoothing, metrics); the schedule's length
+    # (steps per epoch) changes no step's cost.
+    compile_model(model, train_cfg, steps_per_epoch=1000)
     return model
 
 
