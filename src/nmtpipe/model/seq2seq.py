@@ -88,9 +88,15 @@ class Seq2Seq(keras.Model):
             ]
         return enc_out, mask, list(states)
 
-    def decode(self, tgt_in, enc_out, enc_mask, states, training=False):
+    def attention_keys(self, enc_out):
+        """The attention's projection of enc_out, for `decode(enc_keys=...)`; None without
+        attention. Inference computes it once per source instead of at every step."""
+        return None if self.attention is None else self.attention.project_keys(enc_out)
+
+    def decode(self, tgt_in, enc_out, enc_mask, states, training=False, enc_keys=None):
         """Run the decoder over tgt_in (batch x tgt_len) from `states`.
 
+        enc_keys: `attention_keys(enc_out)` when already computed.
         Returns logits (batch x tgt_len x vocab), the new states, and the attention
         weights (batch x tgt_len x src_len, None without attention).
         """
@@ -100,7 +106,7 @@ class Seq2Seq(keras.Model):
         dec_out, *states = self.decoder_rnn(x, initial_state=states, training=training)
         weights = None
         if self.attention is not None:
-            context, weights = self.attention(dec_out, enc_out, enc_mask)
+            context, weights = self.attention(dec_out, enc_out, enc_mask, enc_keys)
             dec_out = self.combine(ops.concatenate([dec_out, context], axis=-1))
         logits = self.output_proj(self.dropout(dec_out, training=training))
         return logits, list(states), weights
