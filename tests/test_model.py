@@ -240,6 +240,7 @@ def test_a_translation_does_not_depend_on_its_batch_mates(beam_size):
     together = decoder.decode_batch([short, long, short])
     assert together == [alone[0], decoder.decode_batch([long])[0], alone[0]]
     assert [len(hyp) for hyp in together] == [3 + 10, 27 + 10, 3 + 10]
+    assert decoder.search.experimental_get_tracing_count() == 1  # one graph for all shapes
 
 
 def test_graph_length_limit_is_the_greedy_decoders():
