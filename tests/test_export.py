@@ -107,6 +107,7 @@ def serve(exports: list[Path], requests: list[list[str]]) -> list[list[list[str]
 
 
 def test_export_translates_like_greedy_search_without_nmtpipe(models, tmp_path):
+    """A request's translations are translate_sentences', whatever the batching."""
     from nmtpipe.export import export_model
     from nmtpipe.model.decoding import translate_sentences
     from nmtpipe.model.store import load_model_dir
@@ -118,20 +119,24 @@ def test_export_translates_like_greedy_search_without_nmtpipe(models, tmp_path):
     config = json.loads((tmp_path / "out/a/config.json").read_text())
     assert config["src_lang"] == "en" and config["export"]["max_len_ratio"] == 1.5
 
-    requests = [SENTENCES, ["word " * 300], ["", " "], []]  # 300 words: over MAX_INPUT_PIECES
+    long = "word " * 300  # over MAX_INPUT_PIECES
+    requests = [SENTENCES, [long], ["", " "], [], [SENTENCES[2]], [SENTENCES[2], "word " * 40]]
     served = serve([tmp_path / "out/a", tmp_path / "out/b"], requests)
+    sentences = [sentence for request in requests for sentence in request]
     for model_dir, answers in zip(models, served, strict=True):
         trained = load_model_dir(model_dir)
-        # A request is decoded as one batch: compare with translate_sentences on one batch.
-        expected = [
-            translate_sentences(trained, batch, len(batch) or 1, max_len_ratio=1.5, beam_size=1)
-            for batch in requests
-        ]
-        assert answers == expected
+        # The length limit is each sentence's own: any batching translates alike.
+        for batch_size in (1, 3, 64):
+            expected = translate_sentences(
+                trained, sentences, batch_size, max_len_ratio=1.5, beam_size=1
+            )
+            assert [hyp for answer in answers for hyp in answer] == expected
+        assert len(trained.decoders) == 1  # made once, reused by the later calls
     hyps = served[0][0]
     assert len(hyps) == len(SENTENCES) and hyps[1] == hyps[3] == hyps[4] == ""
     assert len({len(h) for h in hyps}) >= 4  # translations end at various lengths
     assert served[0][1][0] and served[0][2] == ["", ""] and served[0][3] == []
+    assert served[0][4][0] == served[0][5][0] == hyps[2]  # cut at its own limit, not the long one's
     assert served[0][0] != served[1][0]
 
 

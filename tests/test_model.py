@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from nmtpipe.config import ModelConfig
 from nmtpipe.model.attention import Attention
-from nmtpipe.model.decoding import GreedyDecoder
+from nmtpipe.model.decoding import BeamSearchDecoder, GreedyDecoder, make_decoder
 from nmtpipe.model.seq2seq import build_model, masked_loss, training_loss
 
 ATTENTIONS = [("luong", "general"), ("luong", "dot"), ("bahdanau", "general"), ("none", "dot")]
@@ -76,8 +77,8 @@ def test_stacked_models_ignore_padding(cell, layers, bidirectional):
 @pytest.mark.parametrize("attention, score", ATTENTIONS)
 @pytest.mark.parametrize("cell, layers", STACKS, ids=stack_ids(STACKS))
 def test_one_step_decoding_matches_teacher_forcing(attention, score, cell, layers):
-    """The inference path (encode once, decode a token at a time with carried state)
-    computes exactly what the training graph computes."""
+    """The inference path (encode and project the attention keys once, decode a token
+    at a time with carried state) computes exactly what the training graph computes."""
     model = stacked(
         cell, layers, attention=attention, luong_score=score, bidirectional=attention != "none"
     )
@@ -86,8 +87,12 @@ def test_one_step_decoding_matches_teacher_forcing(attention, score, cell, layer
     enc_out, enc_mask, states = model.encode(src)
     assert len(states) == model.n_states == layers[1] * (2 if cell == "lstm" else 1)
     assert all(s.shape == (3, 16) for s in states)
+    enc_keys = model.attention_keys(enc_out)
+    assert (enc_keys is None) == (attention == "none")
     for t in range(tgt_in.shape[1]):
-        logits, states, weights = model.decode(tgt_in[:, t : t + 1], enc_out, enc_mask, states)
+        logits, states, weights = model.decode(
+            tgt_in[:, t : t + 1], enc_out, enc_mask, states, enc_keys=enc_keys
+        )
         np.testing.assert_allclose(np.asarray(logits)[:, 0], full[:, t], atol=1e-5)
         if weights is not None:
             assert weights.shape == (3, 1, 6)
@@ -249,8 +254,6 @@ BEAM_STACKS = [("lstm", (1, 1)), ("lstm", (2, 2)), ("gru", (1, 2))]
 
 @pytest.mark.parametrize("cell, layers", BEAM_STACKS, ids=stack_ids(BEAM_STACKS))
 def test_beam_of_one_is_greedy(cell, layers):
-    from nmtpipe.model.decoding import BeamSearchDecoder
-
     model = stacked(cell, layers)
     src_ids = [list(s[s > 0]) for s in batch(3)[0]] + [[5, 6, 7, 3]]
     greedy = GreedyDecoder(model, max_len_ratio=1.0).decode_batch(src_ids)
@@ -260,8 +263,6 @@ def test_beam_of_one_is_greedy(cell, layers):
 
 @pytest.mark.parametrize("length_penalty", [0.0, 1.0])
 def test_beam_scores_are_sorted_length_normalised_log_probs(length_penalty):
-    from nmtpipe.model.decoding import BeamSearchDecoder
-
     model = ending_sometimes(tiny("bahdanau", cell="gru"))
     src, _ = batch(4)
     decoder = BeamSearchDecoder(
@@ -281,6 +282,93 @@ def test_beam_scores_are_sorted_length_normalised_log_probs(length_penalty):
     assert checked >= 3
 
 
+class MarkovModel:
+    """A stand-in for Seq2Seq whose next-piece scores follow the previous piece and a
+    recurrent state started from the source, so that beam search hypotheses end at
+    many different steps, and some only at the length limit."""
+
+    def __init__(self, vocab_size=12, seed=0):
+        rng = np.random.default_rng(seed)
+        self.table = rng.normal(0, 2, (vocab_size, vocab_size)).astype("float32")
+        self.table[:, 3] += 2.6  # EOS often enough that hypotheses end at many lengths
+        self.embed = rng.normal(0, 1, (vocab_size, 2)).astype("float32")
+        self.out = rng.normal(0, 1, (2, vocab_size)).astype("float32")
+
+    def encode(self, src):
+        src = tf.convert_to_tensor(src)
+        total = tf.cast(tf.reduce_sum(src, axis=1, keepdims=True) % 5, tf.float32)  # batch x 1
+        enc_out = tf.zeros(tf.concat([tf.shape(src), [1]], 0))
+        return enc_out, tf.not_equal(src, 0), [tf.concat([total, -total], 1) / 2]
+
+    def attention_keys(self, enc_out):
+        return None
+
+    def decode(self, tgt_in, enc_out, enc_mask, states, training=False, enc_keys=None):
+        state = 0.7 * states[0] + tf.gather(self.embed, tgt_in[:, 0])  # batch x 2
+        logits = tf.gather(self.table, tgt_in[:, 0]) + tf.matmul(state, self.out)
+        return logits[:, None, :], [state], None
+
+
+def reference_beam_search(model, src_ids, k, length_penalty, max_len_ratio):
+    """BeamSearchDecoder's rules in plain Python, one sentence, one beam at a time."""
+    enc_out, enc_mask, states = model.encode(np.array([src_ids], "int32"))
+    live, finished = [(0.0, [], states)], []
+    for t in range(1, int(max_len_ratio * len(src_ids)) + 11):  # t: pieces after this step
+        cands = []
+        for beam, (score, ids, st) in enumerate(live):
+            token = np.array([[ids[-1] if ids else 2]], "int32")
+            logits, st, _ = model.decode(token, enc_out, enc_mask, st)
+            logits = np.asarray(logits, "float64")[0, 0]
+            logits -= np.max(logits)
+            log_probs = logits - np.log(np.sum(np.exp(logits)))
+            cands += [(score + lp, beam, tok, st) for tok, lp in enumerate(log_probs)]
+        new_live = []
+        for score, beam, tok, st in sorted(cands, key=lambda c: (-c[0], c[1], c[2])):
+            if len(new_live) == k:
+                break  # an EOS ranked below the k-th live beam does not count
+            if tok == 3:
+                finished.append((score / t**length_penalty, live[beam][1]))
+            else:
+                new_live.append((score, live[beam][1] + [tok], st))
+        live = new_live
+        if len(finished) >= k:
+            break
+    else:  # cut off by the length limit: live beams count as finished, without EOS
+        finished += [(score / t**length_penalty, ids) for score, ids, _ in live]
+    return sorted(finished, key=lambda hyp: -hyp[0])[:k]
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_beam_search_follows_the_documented_rules(length_penalty):
+    """The graph search gives the plain-Python reference's n-best lists, for sentences
+    done at different steps of one batch, some of them cut by the length limit."""
+    model, rng = MarkovModel(), np.random.default_rng(5)
+    src_ids = [[*rng.integers(4, 12, n).tolist(), 3] for n in rng.integers(1, 9, 24)]
+    decoder = BeamSearchDecoder(model, 4, length_penalty, max_len_ratio=0.5)
+    lengths = []
+    for ids, nbest in zip(src_ids, decoder.nbest_batch(src_ids), strict=True):
+        expected = reference_beam_search(model, ids, 4, length_penalty, 0.5)
+        assert [hyp for _, hyp in nbest] == [hyp for _, hyp in expected]
+        assert [sc for sc, _ in nbest] == pytest.approx([sc for sc, _ in expected], rel=1e-9)
+        lengths += [len(hyp) - int(0.5 * len(ids)) - 10 for _, hyp in nbest]
+    assert lengths.count(0) >= 3 and len(set(lengths)) >= 8  # cut ones, and many lengths
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_translation_does_not_depend_on_its_batch_mates(beam_size):
+    """The length limit is each sentence's own: alone or next to a much longer sentence,
+    a sentence gets the same translation (this model never emits EOS: all hit the limit)."""
+    model = tiny()
+    model.output_proj.bias.assign(np.eye(40, dtype="float32")[3] * -30.0)
+    short, long = [5, 6, 3], list(range(4, 30)) + [3]
+    decoder = make_decoder(model, beam_size, max_len_ratio=1.0)
+    alone = decoder.decode_batch([short])
+    together = decoder.decode_batch([short, long, short])
+    assert together == [alone[0], decoder.decode_batch([long])[0], alone[0]]
+    assert [len(hyp) for hyp in together] == [3 + 10, 27 + 10, 3 + 10]
+    assert decoder.search.experimental_get_tracing_count() == 1  # one graph for all shapes
+
+
 def test_graph_length_limit_is_the_greedy_decoders():
     """In-graph limit == GreedyDecoder.max_len, also where float32 would round differently."""
     from nmtpipe.model.graph_decoding import max_target_len
@@ -288,5 +376,5 @@ def test_graph_length_limit_is_the_greedy_decoders():
     model, lengths = tiny(), np.arange(1, 300, dtype="int32")
     for ratio in (0.1, 0.3, 0.7, 1.1, 1.5, 2.0, 2.3):
         decoder = GreedyDecoder(model, ratio)
-        expected = [decoder.max_len(np.zeros((1, n))) for n in lengths]
+        expected = [decoder.max_len(n) for n in lengths]
         assert max_target_len(lengths, ratio).numpy().tolist() == expected

@@ -5,8 +5,9 @@ returns {"translation": tf.string [batch]}. SentencePiece runs inside the graph
 (tensorflow-text ops) and so does greedy search, so a client needs TensorFlow and
 tensorflow-text only: `import tensorflow_text` (it registers the ops), then
 `tf.saved_model.load`. Blank inputs give empty outputs and inputs longer than
-MAX_INPUT_PIECES pieces are truncated, as in `translate_sentences`; one request is
-decoded as one batch (the length limit depends on its longest sentence).
+MAX_INPUT_PIECES pieces are truncated, as in `translate_sentences`. One request is
+decoded as one batch; the length limit is each sentence's own, so a translation does
+not depend on the other sentences of its request.
 """
 
 from __future__ import annotations

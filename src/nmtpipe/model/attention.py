@@ -47,22 +47,29 @@ class Attention(keras.layers.Layer):
         elif self.key_proj is not None:
             self.key_proj.build(keys_shape)
 
-    def scores(self, query, keys):
+    def project_keys(self, keys):
+        """Keys as the score reads them (batch x src_len x units or k_dim): they depend on
+        the source only, so a decoder can project them once and reuse them every step."""
+        return keys if self.key_proj is None else self.key_proj(keys)
+
+    def scores(self, query, projected_keys):
         """Unnormalised scores: batch x tgt_len x src_len."""
         if self.kind == "bahdanau":
             q = ops.expand_dims(self.query_proj(query), 2)  # batch x tgt_len x 1 x units
-            k = ops.expand_dims(self.key_proj(keys), 1)  # batch x 1 x src_len x units
+            k = ops.expand_dims(projected_keys, 1)  # batch x 1 x src_len x units
             return ops.squeeze(self.score_proj(ops.tanh(q + k)), -1)
-        k = keys if self.key_proj is None else self.key_proj(keys)  # batch x src_len x q_dim
-        return ops.matmul(query, ops.transpose(k, (0, 2, 1)))
+        return ops.matmul(query, ops.transpose(projected_keys, (0, 2, 1)))
 
-    def call(self, query, keys, mask):
+    def call(self, query, keys, mask, projected_keys=None):
         """Attend with query (batch x tgt_len x q_dim) over keys (batch x src_len x k_dim).
 
         mask: batch x src_len, True for real source positions (padding gets no weight).
+        projected_keys: `project_keys(keys)` when already computed.
         Returns context (batch x tgt_len x k_dim) and weights (batch x tgt_len x src_len).
         """
-        scores = self.scores(query, keys)
+        if projected_keys is None:
+            projected_keys = self.project_keys(keys)
+        scores = self.scores(query, projected_keys)
         scores = ops.where(ops.expand_dims(mask, 1), scores, ops.full_like(scores, -1e9))
         weights = ops.softmax(scores, axis=-1)
         context = ops.matmul(weights, keys)
@@ -71,7 +78,7 @@ class Attention(keras.layers.Layer):
     def compute_mask(self, *args, **kwargs):
         return None  # padding is handled through the explicit `mask` argument
 
-    def compute_output_spec(self, query, keys, mask):
+    def compute_output_spec(self, query, keys, mask, projected_keys=None):
         batch, tgt_len, _ = query.shape
         src_len, k_dim = keys.shape[1], keys.shape[2]
         return (

@@ -198,9 +198,15 @@ class Seq2Seq(keras.Model):
             finals.append(self._join_directions(states))
         return x, mask, self._bridge(finals)
 
-    def decode(self, tgt_in, enc_out, enc_mask, states, training=False):
+    def attention_keys(self, enc_out):
+        """The attention's projection of enc_out, for `decode(enc_keys=...)`; None without
+        attention. Inference computes it once per source instead of at every step."""
+        return None if self.attention is None else self.attention.project_keys(enc_out)
+
+    def decode(self, tgt_in, enc_out, enc_mask, states, training=False, enc_keys=None):
         """Run the decoder over tgt_in (batch x tgt_len) from `states` (flat, n_states).
 
+        enc_keys: `attention_keys(enc_out)` when already computed.
         Returns logits (batch x tgt_len x vocab), the new states (flat), and the
         attention weights (batch x tgt_len x src_len, None without attention).
         """
@@ -215,7 +221,7 @@ class Seq2Seq(keras.Model):
             new_states += layer_states
         weights = None
         if self.attention is not None:
-            context, weights = self.attention(x, enc_out, enc_mask)
+            context, weights = self.attention(x, enc_out, enc_mask, enc_keys)
             x = self.combine(ops.concatenate([x, context], axis=-1))
         return self._logits(x, training), new_states, weights
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nmtpipe.errors import ModelError, first_line
@@ -27,6 +27,8 @@ class TrainedModel:
     config: dict
     sp_src: object  # sentencepiece.SentencePieceProcessor
     sp_tgt: object
+    # (beam_size, length_penalty, max_len_ratio) -> decoder, made by translate_sentences
+    decoders: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def save_model_dir(out_dir: Path, model, config: dict, tokenizer_dir: Path) -> None:
