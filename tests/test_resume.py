@@ -250,63 +250,6 @@ def test_checkpoint_of_other_params_is_discarded(project, killed):
     assert len(curves(project / "live-lr")["plots/metrics/train/loss.tsv"]) == 4
 
 
-DVC_FILES = ("dvc.yaml", "params.yaml", "pipeline", "src", ".dvc/config", ".gitignore")
-
-
-def test_dvc_repro_resumes_a_killed_train_stage(tmp_path):
-    """SIGKILL train under `dvc repro` after a checkpoint; the next `dvc repro` resumes."""
-    import psutil
-
-    from .test_pipeline import GIT, ROOT, TINY, run, stages_run
-
-    repo = tmp_path / "project"
-    for name in DVC_FILES:
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        copy(ROOT / name, repo / name)
-    shutil.rmtree(repo / "src/nmtpipe.egg-info", ignore_errors=True)
-    corpus = tmp_path / "tiny.tsv"
-    corpus.write_text("".join(f"{en}\t{es}\n" for en, es in sample_pairs(400)), encoding="utf-8")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"].update(source="url", url=str(corpus))
-    for section, values in TINY.items():
-        params[section].update(values)
-    params["train"].update(epochs=3, dev_bleu_sentences=0)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q", "-b", "main"], repo)
-    run([*GIT, "add", "-A"], repo)
-    run([*GIT, "commit", "-qm", "init"], repo)
-
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    dvc = subprocess.Popen(
-        ["dvc", "repro"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 300
-    while not list((repo / "data/checkpoints").glob("epoch-*")):
-        assert dvc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    stage = [
-        p
-        for p in psutil.Process(dvc.pid).children(recursive=True)
-        if "train" in p.cmdline() and any("nmtpipe" in part for part in p.cmdline())
-    ]
-    assert stage, "the train stage process was not found"
-    for process in stage:
-        process.send_signal(signal.SIGKILL)
-    assert dvc.wait(timeout=120) != 0
-    assert not (repo / "data/model").exists()
-
-    result = run(["dvc", "repro"], repo)
-    log = result.stdout + result.stderr
-    assert stages_run(result.stdout) == {"train", "evaluate", "export"}, result.stdout
-    assert re.search(r"resuming from epoch [23] of 3 \(checkpoint data/checkpoints\)", log), log
-    assert json.loads((repo / "reports/train/metrics.json").read_text())["epochs_run"] == 3
-    assert (repo / "data/model/model.keras").is_file()
-    assert list((repo / "data/checkpoints").iterdir()) == []
-    assert "Data and pipelines are up to date." in run(["dvc", "status"], repo).stdout
-    assert "Data and pipelines are up to date." in run(["dvc", "repro"], repo).stdout
-
-
 def test_damaged_checkpoint_starts_over(tmp_path, caplog):
     model = tiny_model(1)
     early = keras.callbacks.EarlyStopping(restore_best_weights=True)
