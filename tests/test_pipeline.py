@@ -162,6 +162,36 @@ def test_translate_with_the_trained_model(repo):
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
 
 
+def test_saved_model_translates_in_a_fresh_process_as_evaluate_did(repo):
+    """model.keras reloaded by `nmtpipe translate` (a new process) gives, for every test
+    source, exactly the hypothesis the evaluate stage wrote (same beam, other batches)."""
+    import pandas as pd
+
+    scores = pd.read_csv(repo / "reports/eval/scores.tsv", sep="\t", keep_default_na=False)
+    params = yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]
+    sources = repo.parent / "test_sources.txt"
+    sources.write_text("".join(f"{s}\n" for s in scores["source"]), encoding="utf-8")
+    result = run_nmtpipe(
+        "translate",
+        "--model",
+        str(repo / "data/model"),
+        "--input",
+        str(sources),
+        "--beam",
+        str(params["beam_size"]),
+        "--length-penalty",
+        str(params["length_penalty"]),
+        "--max-len-ratio",
+        str(params["max_len_ratio"]),
+        "--batch-size",
+        "7",  # not evaluate's batch size: a translation does not depend on its batch
+    )
+    assert result.returncode == 0, result.stderr
+    hyps = (repo / "reports/eval/hypotheses.txt").read_text(encoding="utf-8").splitlines()
+    assert params["beam_size"] > 1 and len(hyps) == len(scores) > 10
+    assert result.stdout.decode().splitlines() == hyps
+
+
 @pytest.mark.parametrize(
     "change, expected",
     [

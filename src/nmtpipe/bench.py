@@ -280,7 +280,7 @@ OPTIONS = (  # name, type, default, help
     ("--train-batch-size", int, None, "pairs per training batch (default: the model's own)"),
     ("--warmup-batches", int, 5, "training batches run first, not measured (default: 5)"),
     ("--rounds", int, 3, "runs of each timing; the best counts (default: 3)"),
-    ("--sentences", int, 500, "distinct test sources translated (default: 500)"),
+    ("--sentences", int, None, "distinct test sources translated (default: all)"),
     ("--batch-size", int, None, "decoding batch size (default: evaluate.batch_size)"),
     ("--beam", int, 5, "beam size measured beside greedy search (default: 5)"),
     ("--json", Path, None, "also write the figures to this JSON file"),
@@ -296,8 +296,9 @@ def main(argv=None) -> None:
     for name, kind, default, help_text in OPTIONS:
         parser.add_argument(name, type=kind, default=default, help=help_text)
     args = parser.parse_args(argv)
-    counts = (args.train_batches, args.warmup_batches, args.rounds, args.sentences, args.beam)
-    sizes = [size for size in (args.batch_size, args.train_batch_size) if size is not None]
+    counts = (args.train_batches, args.warmup_batches, args.rounds, args.beam)
+    optional = (args.sentences, args.batch_size, args.train_batch_size)
+    sizes = [size for size in optional if size is not None]
     if min(counts + tuple(sizes)) < 1:
         parser.error("counts and sizes must be at least 1")
     params = load_params(args.params)
