@@ -208,7 +208,8 @@ class TrainConfig:
     seed: int = param(42, "seed of initialisation, dropout and shuffling")
     dev_bleu_sentences: int = param(
         200,
-        "dev BLEU curve: greedy-decode this many distinct dev sources per epoch (0 = off)",
+        "dev BLEU curve: greedy-decode this many distinct dev sources, spread evenly over "
+        "the dev split, per epoch (0 = off)",
         min=0,
     )
     init_from: str = param(

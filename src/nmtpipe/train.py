@@ -60,11 +60,23 @@ def _datasets(split_dir: Path, tok_dir: Path, params: Params):
     return train[:2], dev_ds, stats
 
 
+def evenly_spaced(count: int, total: int) -> list[int]:
+    """`count` indices spread evenly over range(total), first and last included (all of
+    them when count >= total)."""
+    if count >= total:
+        return list(range(total))
+    if count == 1:
+        return [0]
+    return [round(i * (total - 1) / (count - 1)) for i in range(count)]
+
+
 def _dev_bleu(split_dir: Path, tok_dir: Path, sentences: int) -> DevBleu:
-    """The dev BLEU callback on the first `sentences` distinct dev sources (split order)."""
+    """The dev BLEU callback on `sentences` distinct dev sources spread over the split
+    (which keeps corpus order: Tatoeba's is by length, so the first ones are the shortest)."""
     sources, refs = group_references(*_load_split(split_dir, "dev"))
+    chosen = evenly_spaced(sentences, len(sources))
     sp_src, sp_tgt = load_tokenizer(tok_dir / "src.model"), load_tokenizer(tok_dir / "tgt.model")
-    return DevBleu(sources[:sentences], refs[:sentences], sp_src, sp_tgt)
+    return DevBleu([sources[i] for i in chosen], [refs[i] for i in chosen], sp_src, sp_tgt)
 
 
 def train_model(
