@@ -349,7 +349,8 @@ def test_beam_search_follows_the_documented_rules(length_penalty):
     for ids, nbest in zip(src_ids, decoder.nbest_batch(src_ids), strict=True):
         expected = reference_beam_search(model, ids, 4, length_penalty, 0.5)
         assert [hyp for _, hyp in nbest] == [hyp for _, hyp in expected]
-        assert [sc for sc, _ in nbest] == pytest.approx([sc for sc, _ in expected], rel=1e-9)
+        # float32 search vs the float64 reference: a few ulps per step, whatever the CPU
+        assert [sc for sc, _ in nbest] == pytest.approx([sc for sc, _ in expected], rel=1e-6)
         lengths += [len(hyp) - int(0.5 * len(ids)) - 10 for _, hyp in nbest]
     assert lengths.count(0) >= 3 and len(set(lengths)) >= 8  # cut ones, and many lengths
 
