@@ -24,8 +24,9 @@ bench: install  ## training/translation speed of data/model on this machine (BEN
 	nmtpipe bench --model data/model --split data/split --params params.yaml \
 		--metrics reports/metrics.json $(BENCH_ARGS)
 
-test: install  ## run the test suite
-	pytest
+TEST_WORKERS ?= 2
+test: install  ## run the test suite, a test file per worker (TEST_WORKERS=0: all in this process)
+	pytest -n $(TEST_WORKERS) --dist loadfile
 
 check: install  ## lint and format check
 	ruff check src tests
