@@ -54,8 +54,9 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int) -> Path:
     import keras
 
     from nmtpipe.dataset import encode_pairs, make_train_dataset
-    from nmtpipe.model.seq2seq import build_model, masked_loss
-    from nmtpipe.model.store import save_model_dir
+    from nmtpipe.model.losses import masked_loss
+    from nmtpipe.model.seq2seq import build_model
+    from nmtpipe.modeldir import save_model_dir
     from nmtpipe.tokenizer import load_tokenizer
 
     keras.utils.set_random_seed(seed)
@@ -108,9 +109,10 @@ def serve(exports: list[Path], requests: list[list[str]]) -> list[list[list[str]
 
 def test_export_translates_like_greedy_search_without_nmtpipe(models, tmp_path):
     """A request's translations are translate_sentences', whatever the batching."""
-    from nmtpipe.export import export_model
-    from nmtpipe.model.decoding import translate_sentences
-    from nmtpipe.model.store import load_model_dir
+    from nmtpipe.modeldir import load_model_dir
+    from nmtpipe.search.decoders import SearchSettings
+    from nmtpipe.serving.export import export_model
+    from nmtpipe.serving.translate import translate_sentences
 
     (tmp_path / "params.yaml").write_text("export:\n  max_len_ratio: 1.5\n")
     result = run_nmtpipe("export", "--model", str(models[0]), "--out", "out/a", cwd=tmp_path)
@@ -128,7 +130,7 @@ def test_export_translates_like_greedy_search_without_nmtpipe(models, tmp_path):
         # The length limit is each sentence's own: any batching translates alike.
         for batch_size in (1, 3, 64):
             expected = translate_sentences(
-                trained, sentences, batch_size, max_len_ratio=1.5, beam_size=1
+                trained, sentences, SearchSettings(max_len_ratio=1.5), batch_size
             )
             assert [hyp for answer in answers for hyp in answer] == expected
         assert len(trained.decoders) == 1  # made once, reused by the later calls
@@ -154,7 +156,7 @@ def test_export_without_a_model(tmp_path):
 def test_blank_means_what_python_strip_means():
     import tensorflow as tf
 
-    from nmtpipe.export import blank_pattern
+    from nmtpipe.serving.export import blank_pattern
 
     chars = [chr(c) for c in range(0x3100)] + ["\u3000 \u2029", "a ", " \u00a0b", "\u200b"]
     blank = tf.strings.regex_full_match(tf.constant(chars), blank_pattern()).numpy().tolist()

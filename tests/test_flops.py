@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from nmtpipe.bench.flops import forward_flops, train_step_flops
 from nmtpipe.config import ModelConfig
-from nmtpipe.flops import forward_flops, train_step_flops
 from nmtpipe.model.seq2seq import build_model
 
 

@@ -4,8 +4,9 @@ import tensorflow as tf
 
 from nmtpipe.config import ModelConfig
 from nmtpipe.model.attention import Attention
-from nmtpipe.model.decoding import BeamSearchDecoder, GreedyDecoder, make_decoder
-from nmtpipe.model.seq2seq import build_model, masked_loss, training_loss
+from nmtpipe.model.losses import masked_loss, training_loss
+from nmtpipe.model.seq2seq import build_model
+from nmtpipe.search.decoders import BeamSearchDecoder, GreedyDecoder, SearchSettings, make_decoder
 
 ATTENTIONS = [("luong", "general"), ("luong", "dot"), ("bahdanau", "general"), ("none", "dot")]
 STACKS = [("lstm", (1, 1)), ("lstm", (2, 2)), ("gru", (2, 2)), ("gru", (3, 2))]  # cell, depths
@@ -223,7 +224,8 @@ def test_masked_loss_ignores_padding():
 def test_greedy_decoder_follows_the_argmax_and_stops_at_eos():
     model = tiny()
     src, _ = batch()
-    hyps = GreedyDecoder(model, max_len_ratio=1.0).decode_batch([list(s[s > 0]) for s in src])
+    greedy = GreedyDecoder(model, SearchSettings(max_len_ratio=1.0))
+    hyps = greedy.decode_batch([list(s[s > 0]) for s in src])
     enc_out, enc_mask, states = model.encode(src[:1, :4])
     token, expected = np.array([[2]], "int32"), []
     for _ in range(len(hyps[0])):
@@ -256,8 +258,8 @@ BEAM_STACKS = [("lstm", (1, 1)), ("lstm", (2, 2)), ("gru", (1, 2))]
 def test_beam_of_one_is_greedy(cell, layers):
     model = stacked(cell, layers)
     src_ids = [list(s[s > 0]) for s in batch(3)[0]] + [[5, 6, 7, 3]]
-    greedy = GreedyDecoder(model, max_len_ratio=1.0).decode_batch(src_ids)
-    beam = BeamSearchDecoder(model, beam_size=1, max_len_ratio=1.0).decode_batch(src_ids)
+    greedy = GreedyDecoder(model, SearchSettings(max_len_ratio=1.0)).decode_batch(src_ids)
+    beam = BeamSearchDecoder(model, SearchSettings(1, max_len_ratio=1.0)).decode_batch(src_ids)
     assert beam == greedy
 
 
@@ -265,9 +267,7 @@ def test_beam_of_one_is_greedy(cell, layers):
 def test_beam_scores_are_sorted_length_normalised_log_probs(length_penalty):
     model = ending_sometimes(tiny("bahdanau", cell="gru"))
     src, _ = batch(4)
-    decoder = BeamSearchDecoder(
-        model, beam_size=4, length_penalty=length_penalty, max_len_ratio=1.0
-    )
+    decoder = BeamSearchDecoder(model, SearchSettings(4, length_penalty, max_len_ratio=1.0))
     checked = 0
     for row, nbest in zip(src, decoder.nbest_batch([list(s[s > 0]) for s in src]), strict=True):
         scores = [score for score, _ in nbest]
@@ -344,7 +344,7 @@ def test_beam_search_follows_the_documented_rules(length_penalty):
     done at different steps of one batch, some of them cut by the length limit."""
     model, rng = MarkovModel(), np.random.default_rng(5)
     src_ids = [[*rng.integers(4, 12, n).tolist(), 3] for n in rng.integers(1, 9, 24)]
-    decoder = BeamSearchDecoder(model, 4, length_penalty, max_len_ratio=0.5)
+    decoder = BeamSearchDecoder(model, SearchSettings(4, length_penalty, max_len_ratio=0.5))
     lengths = []
     for ids, nbest in zip(src_ids, decoder.nbest_batch(src_ids), strict=True):
         expected = reference_beam_search(model, ids, 4, length_penalty, 0.5)
@@ -362,7 +362,7 @@ def test_a_translation_does_not_depend_on_its_batch_mates(beam_size):
     model = tiny()
     model.output_proj.bias.assign(np.eye(40, dtype="float32")[3] * -30.0)
     short, long = [5, 6, 3], list(range(4, 30)) + [3]
-    decoder = make_decoder(model, beam_size, max_len_ratio=1.0)
+    decoder = make_decoder(model, SearchSettings(beam_size, max_len_ratio=1.0))
     alone = decoder.decode_batch([short])
     together = decoder.decode_batch([short, long, short])
     assert together == [alone[0], decoder.decode_batch([long])[0], alone[0]]
@@ -370,12 +370,12 @@ def test_a_translation_does_not_depend_on_its_batch_mates(beam_size):
     assert decoder.search.experimental_get_tracing_count() == 1  # one graph for all shapes
 
 
-def test_graph_length_limit_is_the_greedy_decoders():
-    """In-graph limit == GreedyDecoder.max_len, also where float32 would round differently."""
-    from nmtpipe.model.graph_decoding import max_target_len
+def test_graph_length_limit_is_the_documented_rule():
+    """In-graph limit == int(ratio * n) + 10 in Python floats, also where float32 would
+    round differently."""
+    from nmtpipe.search.loop import max_target_len
 
-    model, lengths = tiny(), np.arange(1, 300, dtype="int32")
+    lengths = np.arange(1, 300, dtype="int32")
     for ratio in (0.1, 0.3, 0.7, 1.1, 1.5, 2.0, 2.3):
-        decoder = GreedyDecoder(model, ratio)
-        expected = [decoder.max_len(n) for n in lengths]
+        expected = [int(ratio * int(n)) + 10 for n in lengths]
         assert max_target_len(lengths, ratio).numpy().tolist() == expected

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from nmtpipe.config import load_params
-from nmtpipe.preset import available, main
+from nmtpipe.tools.preset import available, main
 
 from .conftest import ROOT, run_nmtpipe
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nmtpipe.report import Attention, ReportData, write_report
-from nmtpipe.scoring import bleu_by_length, group_references, score_bleu, score_corpus
+from nmtpipe.evaluation.report import Attention, ReportData, write_report
+from nmtpipe.evaluation.scoring import bleu_by_length, group_references, score_bleu, score_corpus
 
 from .browser import probe_page
 from .conftest import sample_pairs

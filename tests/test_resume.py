@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import yaml
 
-from nmtpipe.checkpoint import TrainingState
 from nmtpipe.config import ModelConfig, SplitConfig, TokenizerConfig
 from nmtpipe.corpus.split import split_corpus
 from nmtpipe.dataset import make_train_dataset
 from nmtpipe.fileio import write_lines
-from nmtpipe.model.seq2seq import build_model, masked_loss
+from nmtpipe.model.losses import masked_loss
+from nmtpipe.model.seq2seq import build_model
 from nmtpipe.tokenizer import train_tokenizers
+from nmtpipe.training.checkpoint import TrainingState
 
 from .conftest import sample_pairs
 
@@ -154,7 +155,7 @@ def test_checkpoint_round_trip_restores_model_optimizer_and_early_stopping(tmp_p
     other = tiny_model(2)
     restored_early = keras.callbacks.EarlyStopping(restore_best_weights=True)
     restored = TrainingState(tmp_path / "ckpt", "run-a", restored_early)
-    with caplog.at_level(logging.INFO, logger="nmtpipe.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="nmtpipe.training.checkpoint"):
         assert restored.resume(other, epochs=4) == 1
     assert f"resuming from epoch 2 of 4 (checkpoint {tmp_path / 'ckpt'})" in caplog.text
     for a, b in zip(
@@ -172,7 +173,7 @@ def test_checkpoint_round_trip_restores_model_optimizer_and_early_stopping(tmp_p
     assert restored.history == {"loss": [2.5], "val_loss": [1.25]}
 
     stranger = TrainingState(tmp_path / "ckpt", "run-b", early)
-    with caplog.at_level(logging.INFO, logger="nmtpipe.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="nmtpipe.training.checkpoint"):
         assert stranger.resume(tiny_model(3), epochs=4) == 0
     assert "checkpoint is for other params/data: starting over" in caplog.text
     assert list((tmp_path / "ckpt").iterdir()) == []
@@ -212,7 +213,7 @@ def test_checkpoint_of_an_ended_run_trains_no_more_epochs(tmp_path, caplog):
     saved.set_model(model)
     model.stop_training = True  # as EarlyStopping sets it in the same on_epoch_end
     saved.on_epoch_end(3, {"loss": 2.0, "val_loss": 1.5})
-    with caplog.at_level(logging.INFO, logger="nmtpipe.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="nmtpipe.training.checkpoint"):
         assert TrainingState(tmp_path, "run", early).resume(tiny_model(2), epochs=10) == 10
     assert "resuming after epoch 4 of 10, where training had ended" in caplog.text
 
@@ -260,7 +261,7 @@ def test_damaged_checkpoint_starts_over(tmp_path, caplog):
     (tmp_path / "epoch-0001/variables.npz").write_bytes(b"not a zip")
     other = tiny_model(2)
     before = [v.numpy() for v in other.variables]
-    with caplog.at_level(logging.INFO, logger="nmtpipe.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="nmtpipe.training.checkpoint"):
         assert TrainingState(tmp_path, "run", early).resume(other, epochs=3) == 0
     assert "unreadable checkpoint" in caplog.text and "starting over" in caplog.text
     for a, b in zip(before, other.variables, strict=True):  # left as initialised

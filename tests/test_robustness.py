@@ -440,7 +440,7 @@ def test_robustness_training_twice_gives_identical_weights(tiny_training):
 def model_dir(tmp_path_factory):
     """An untrained but complete en->es model directory (fast to build)."""
     from nmtpipe.model.seq2seq import build_model
-    from nmtpipe.model.store import save_model_dir
+    from nmtpipe.modeldir import save_model_dir
 
     root = tmp_path_factory.mktemp("model")
     pairs = sample_pairs(400)
@@ -512,7 +512,7 @@ def test_robustness_translate_corrupt_model(model_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def loaded(model_dir):
-    from nmtpipe.model.store import load_model_dir
+    from nmtpipe.modeldir import load_model_dir
 
     return load_model_dir(model_dir)
 
@@ -520,9 +520,10 @@ def loaded(model_dir):
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.text(max_size=40), max_size=6))
 def test_robustness_translate_any_unicode(loaded, sentences):
-    from nmtpipe.model.decoding import translate_sentences
+    from nmtpipe.search.decoders import SearchSettings
+    from nmtpipe.serving.translate import translate_sentences
 
-    hyps = translate_sentences(loaded, sentences, batch_size=4, max_len_ratio=0.5)
+    hyps = translate_sentences(loaded, sentences, SearchSettings(max_len_ratio=0.5), 4)
     assert len(hyps) == len(sentences)
     assert all(isinstance(h, str) for h in hyps)
     assert all(h == "" for h, s in zip(hyps, sentences, strict=True) if not s.strip())

@@ -2,7 +2,8 @@ import pytest
 
 from nmtpipe.config import TokenizerConfig
 from nmtpipe.errors import DataError, ModelError
-from nmtpipe.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, load_tokenizer, train_tokenizers
+from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
 
 from .conftest import sample_pairs
 

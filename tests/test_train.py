@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nmtpipe.train import evenly_spaced
+from nmtpipe.training.train import evenly_spaced
 
 
 @pytest.mark.parametrize("count, total", [(200, 866), (3, 10), (2, 2), (7, 8), (1, 5), (5, 5)])

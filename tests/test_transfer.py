@@ -28,9 +28,9 @@ from nmtpipe.corpus.split import split_corpus
 from nmtpipe.errors import ConfigError, DataError, ModelError
 from nmtpipe.fileio import sha256_file, write_lines
 from nmtpipe.model.seq2seq import build_model
-from nmtpipe.model.store import load_model_dir, save_model_dir
-from nmtpipe.model.transfer import copy_weights, part_layers, pieces, prepare_model
+from nmtpipe.modeldir import load_model_dir, save_model_dir
 from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
+from nmtpipe.training.transfer import copy_weights, part_layers, pieces, prepare_model
 
 from .conftest import sample_pairs
 
@@ -162,9 +162,9 @@ def test_init_from_missing_or_other_pair_is_model_error(data):
 
 
 def test_freeze_keeps_frozen_weights_through_training(data, caplog):
-    from nmtpipe.train import train_model
+    from nmtpipe.training.train import train_model
 
-    caplog.set_level(logging.INFO, logger="nmtpipe.model.transfer")
+    caplog.set_level(logging.INFO, logger="nmtpipe.training.transfer")
     run = params(
         epochs=1, batch_size=16, init_from=str(data / "base"), freeze=("encoder", "embeddings")
     )
@@ -189,7 +189,7 @@ def test_freeze_keeps_frozen_weights_through_training(data, caplog):
 
 
 def test_freeze_without_init_from_warns_about_random_weights(data, caplog):
-    caplog.set_level(logging.INFO, logger="nmtpipe.model.transfer")
+    caplog.set_level(logging.INFO, logger="nmtpipe.training.transfer")
     model = fresh()
     prepare_model(model, params(freeze=("decoder",)), data / "tok")
     assert not model.get_layer("decoder_rnn").trainable and model.get_layer("encoder").trainable

@@ -20,10 +20,16 @@ COMMANDS = {
     "train": ("nmtpipe.stages.train", "stage: train the attention model"),
     "evaluate": ("nmtpipe.stages.evaluate", "stage: BLEU/chrF/TER on the test split"),
     "export": ("nmtpipe.stages.export", "stage: TensorFlow SavedModel for serving"),
-    "translate": ("nmtpipe.translate", "translate stdin (or --input) with a trained model"),
-    "preset": ("nmtpipe.preset", "write a preset's values into params.yaml (--list: presets)"),
-    "bench": ("nmtpipe.bench", "training/translation speed vs the machine's matmul roof"),
-    "plots-template": ("nmtpipe.plots_template", "write an offline HTML template for dvc plots"),
+    "translate": ("nmtpipe.serving.translate", "translate stdin (or --input) with a trained model"),
+    "preset": (
+        "nmtpipe.tools.preset",
+        "write a preset's values into params.yaml (--list: presets)",
+    ),
+    "bench": ("nmtpipe.bench.cli", "training/translation speed vs the machine's matmul roof"),
+    "plots-template": (
+        "nmtpipe.tools.plots_template",
+        "write an offline HTML template for dvc plots",
+    ),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from nmtpipe.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID
 
 # One bucket per length up to 16 (most sentences; Tatoeba's median is 10 pieces), wider
 # above: on Tatoeba en-es 91% of the padded tokens are real (80% with buckets 4 wide), for

@@ -108,6 +108,13 @@ def read_lines(path: str | Path) -> list[str]:
         return [line.rstrip("\n") for line in lines]
 
 
+def read_split(split_dir: Path, split: str) -> tuple[list[str], list[str]]:
+    """The (src lines, tgt lines) of one split (train, dev or test) written by split."""
+    from nmtpipe.layout import split_files
+
+    return read_parallel(*split_files(split_dir, split), f"{split} split", "split")
+
+
 def read_parallel(src_path: Path, tgt_path: Path, what: str, made_by: str):
     """Two line-aligned files written by an earlier stage, as (src lines, tgt lines).
 

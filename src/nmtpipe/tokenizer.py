@@ -10,14 +10,14 @@ import sentencepiece as spm
 
 from nmtpipe.config import TokenizerConfig
 from nmtpipe.errors import DataError, ModelError
-from nmtpipe.fileio import atomic_dir, read_parallel
+from nmtpipe.fileio import atomic_dir, read_split
+from nmtpipe.layout import SIDES, tokenizer_file, vocab_file
+from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 log = logging.getLogger(__name__)
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 # Thread count changes the unigram model: fixed, so every machine gets the same bytes.
 NUM_THREADS = 1
-SIDES = ("src", "tgt")
 
 
 def train_sentencepiece(sentences: list[str], vocab_size: int, cfg: TokenizerConfig) -> bytes:
@@ -52,22 +52,20 @@ def train_tokenizers(split_dir: Path, cfg: TokenizerConfig, out_dir: Path) -> di
     """Train src.model and tgt.model on the training split; return their vocab sizes."""
     sizes = {"src": cfg.src_vocab_size, "tgt": cfg.tgt_vocab_size}
     with atomic_dir(out_dir) as tmp:
-        train = read_parallel(
-            split_dir / "train.src", split_dir / "train.tgt", "training split", "split"
-        )
+        train = read_split(split_dir, "train")
         for side, sentences in zip(SIDES, train, strict=True):
             log.info("training %s tokenizer on %d sentences", side, len(sentences))
             try:
                 model = train_sentencepiece(sentences, sizes[side], cfg)
             except DataError as err:
                 raise DataError(f"tokenizer.{side}_vocab_size={sizes[side]}: {err}") from None
-            (tmp / f"{side}.model").write_bytes(model)
+            tokenizer_file(tmp, side).write_bytes(model)
             processor = spm.SentencePieceProcessor(model_proto=model)
             vocab = (
                 f"{processor.id_to_piece(i)}\t{processor.get_score(i)}"
                 for i in range(processor.get_piece_size())
             )
-            (tmp / f"{side}.vocab").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+            vocab_file(tmp, side).write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return sizes
 
 

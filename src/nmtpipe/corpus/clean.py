@@ -10,9 +10,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from nmtpipe.config import CleanConfig, DataConfig
-from nmtpipe.corpus.download import MANIFEST, SRC_FILE, TGT_FILE
 from nmtpipe.errors import ConfigError, DataError
 from nmtpipe.fileio import atomic_dir, atomic_file, count_lines, scratch_dir, write_json
+from nmtpipe.layout import CORPUS_SRC, CORPUS_TGT, MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def load_filter_config(path: Path, raw_dir: Path, cfg: CleanConfig, data: DataCo
         "langid_languages": list(cfg.langid_languages) or [data.src_lang, data.tgt_lang],
         "src_lang": data.src_lang,
         "tgt_lang": data.tgt_lang,
-        "raw_src": str((raw_dir / SRC_FILE).resolve()),
-        "raw_tgt": str((raw_dir / TGT_FILE).resolve()),
+        "raw_src": str((raw_dir / CORPUS_SRC).resolve()),
+        "raw_tgt": str((raw_dir / CORPUS_TGT).resolve()),
     }
     common = dict(config.get("common") or {})
     common.update(constants=constants, default_n_jobs=cfg.n_jobs)
@@ -61,11 +61,11 @@ def clean_corpus(
     missing = {data.src_lang, data.tgt_lang} - set(cfg.langid_languages)
     if cfg.langid_languages and missing:
         raise ConfigError(f"clean.langid_languages must include {sorted(missing)}")
-    for name in (SRC_FILE, TGT_FILE):
+    for name in (CORPUS_SRC, CORPUS_TGT):
         if not (raw_dir / name).is_file():
             raise DataError(f"{raw_dir / name}: raw corpus file not found (run download)")
     config = load_filter_config(filters_path, raw_dir, cfg, data)
-    pairs_in = count_lines(raw_dir / SRC_FILE)
+    pairs_in = count_lines(raw_dir / CORPUS_SRC)
     with scratch_dir(out_dir) as work:
         config["common"]["output_directory"] = str(work)
         removed, modified, last_outputs = _run_steps(config, pairs_in)
@@ -80,8 +80,8 @@ def clean_corpus(
             "fixed_on_read": _read_manifest(raw_dir).get("fixed", {}),
         }
         with atomic_dir(out_dir) as tmp, atomic_file(report_path) as tmp_report:
-            shutil.move(last_outputs[0], tmp / SRC_FILE)
-            shutil.move(last_outputs[1], tmp / TGT_FILE)
+            shutil.move(last_outputs[0], tmp / CORPUS_SRC)
+            shutil.move(last_outputs[1], tmp / CORPUS_TGT)
             write_json(tmp_report, report)
     log.info("cleaned %d -> %d pairs (%s)", pairs_in, pairs_out, _summary(removed))
     return report

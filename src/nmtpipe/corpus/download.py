@@ -10,13 +10,13 @@ from nmtpipe.config import DataConfig
 from nmtpipe.corpus import sources
 from nmtpipe.errors import ConfigError, DataError
 from nmtpipe.fileio import atomic_dir, scratch_dir, sha256_file, write_json
+from nmtpipe.layout import CORPUS_SRC, CORPUS_TGT, MANIFEST
 from nmtpipe.logs import progress
 
 log = logging.getLogger(__name__)
 
 SAMPLE_FILE = "en-es.tsv"
 SAMPLE_COLUMNS = ("en", "es")
-SRC_FILE, TGT_FILE, MANIFEST = "src.txt", "tgt.txt", "manifest.json"
 
 
 def sample_path() -> Path:
@@ -42,8 +42,8 @@ def download_corpus(cfg: DataConfig, out_dir: Path) -> dict:
             "fixed": {key: stats.get(key, 0) for key in ("blank_lines", "bom", "crlf_lines")},
             "src_lang": cfg.src_lang,
             "tgt_lang": cfg.tgt_lang,
-            "src_sha256": sha256_file(tmp / SRC_FILE),
-            "tgt_sha256": sha256_file(tmp / TGT_FILE),
+            "src_sha256": sha256_file(tmp / CORPUS_SRC),
+            "tgt_sha256": sha256_file(tmp / CORPUS_TGT),
         }
         write_json(tmp / MANIFEST, manifest)
     log.info(
@@ -136,8 +136,8 @@ def _open_opus(cfg: DataConfig, workdir: Path):
 def _write_pairs(pairs, out_dir: Path) -> int:
     count = 0
     with (
-        open(out_dir / SRC_FILE, "w", encoding="utf-8", newline="\n") as src_out,
-        open(out_dir / TGT_FILE, "w", encoding="utf-8", newline="\n") as tgt_out,
+        open(out_dir / CORPUS_SRC, "w", encoding="utf-8", newline="\n") as src_out,
+        open(out_dir / CORPUS_TGT, "w", encoding="utf-8", newline="\n") as tgt_out,
     ):
         for src, tgt in progress(pairs, desc="read pairs", unit=" pairs"):
             # A lone CR inside a field would split the line for universal-newline readers.

@@ -13,9 +13,9 @@ import unicodedata
 from pathlib import Path
 
 from nmtpipe.config import SplitConfig
-from nmtpipe.corpus.download import SRC_FILE, TGT_FILE
 from nmtpipe.errors import ConfigError, DataError
 from nmtpipe.fileio import atomic_dir, read_parallel, write_json, write_lines
+from nmtpipe.layout import SPLIT_SIZES, corpus_files, split_files
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def assign_groups(sources: list[str], dev_n: int, test_n: int, seed: int) -> dic
 
 def split_corpus(clean_dir: Path, cfg: SplitConfig, out_dir: Path) -> dict[str, int]:
     """Write {train,dev,test}.{src,tgt} and sizes.json into out_dir; return the sizes."""
-    src, tgt = read_parallel(clean_dir / SRC_FILE, clean_dir / TGT_FILE, "cleaned corpus", "clean")
+    src, tgt = read_parallel(*corpus_files(clean_dir), "cleaned corpus", "clean")
     total = len(src)
     dev_n, test_n = _size(cfg.dev_size, total, "dev_size"), _size(cfg.test_size, total, "test_size")
     if dev_n + test_n >= total:
@@ -67,8 +67,9 @@ def split_corpus(clean_dir: Path, cfg: SplitConfig, out_dir: Path) -> dict[str, 
     sizes = {name: len(ids) for name, ids in indices.items()}
     with atomic_dir(out_dir) as tmp:
         for name, ids in indices.items():
-            write_lines(tmp / f"{name}.src", (src[i] for i in ids))
-            write_lines(tmp / f"{name}.tgt", (tgt[i] for i in ids))
-        write_json(tmp / "sizes.json", sizes)
+            src_file, tgt_file = split_files(tmp, name)
+            write_lines(src_file, (src[i] for i in ids))
+            write_lines(tgt_file, (tgt[i] for i in ids))
+        write_json(tmp / SPLIT_SIZES, sizes)
     log.info("split %d pairs: %s", total, sizes)
     return sizes

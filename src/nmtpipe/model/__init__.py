@@ -1,1 +1,1 @@
-"""Keras layers, the encoder-decoder, decoding and the model directory format."""
+"""Keras layers and the encoder-decoder network; no I/O, no data imports."""

@@ -21,10 +21,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from nmtpipe.config import ModelConfig
+from nmtpipe.config import ModelConfig, parse_section, to_dict
 from nmtpipe.model.attention import Attention
+from nmtpipe.model.ids import PAD_ID
 from nmtpipe.model.recurrent import GRU, LSTM
-from nmtpipe.tokenizer import PAD_ID
 
 CELLS = {"lstm": LSTM, "gru": GRU}  # keras' layers with a faster CPU loop
 
@@ -69,93 +69,61 @@ class Seq2Seq(keras.Model):
 
     Args:
         src_vocab_size, tgt_vocab_size: sizes of the SentencePiece vocabularies.
-        embedding_dim: embedding size of both sides.
-        units: state size of every decoder layer; a bidirectional encoder layer
-            uses units/2 per direction.
-        cell: "lstm" or "gru".
-        bidirectional: bidirectional encoder layers (all of them).
-        attention: "none", "bahdanau" or "luong".
-        luong_score: "dot" or "general".
-        dropout: dropout rate on embeddings, between stacked layers and on the
-            attentional state.
-        encoder_layers, decoder_layers: depth of the recurrent stacks.
-        residual: add each stacked layer's input to its output (layers 2..N).
-        tie_embeddings: the output projection uses the target embedding matrix
-            (through a linear units -> embedding_dim projection when they differ).
+        cfg: the network's hyperparameters (`config.ModelConfig`: each key's meaning
+            is declared there, once).
     """
 
-    def __init__(
-        self,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
-        embedding_dim: int = 128,
-        units: int = 256,
-        cell: str = "lstm",
-        bidirectional: bool = True,
-        attention: str = "luong",
-        luong_score: str = "general",
-        dropout: float = 0.2,
-        encoder_layers: int = 1,
-        decoder_layers: int = 1,
-        residual: bool = True,
-        tie_embeddings: bool = False,
-        **kwargs,
-    ):
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, cfg: ModelConfig, **kwargs):
         super().__init__(**kwargs)
-        self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
-        self.embedding_dim, self.units, self.cell = embedding_dim, units, cell
-        self.bidirectional, self.attention_kind = bidirectional, attention
-        self.luong_score, self.dropout_rate = luong_score, dropout
-        self.encoder_layers, self.decoder_layers = encoder_layers, decoder_layers
-        self.residual, self.tie_embeddings = residual, tie_embeddings
-        self.layer_states = 2 if cell == "lstm" else 1  # state tensors per decoder layer
-        self.n_states = decoder_layers * self.layer_states  # the flat decoder state list
+        self.src_vocab_size, self.tgt_vocab_size, self.cfg = src_vocab_size, tgt_vocab_size, cfg
+        self.layer_states = 2 if cfg.cell == "lstm" else 1  # state tensors per decoder layer
+        self.n_states = cfg.decoder_layers * self.layer_states  # the flat decoder state list
 
         self.src_embedding = keras.layers.Embedding(
-            src_vocab_size, embedding_dim, name="src_embedding"
+            src_vocab_size, cfg.embedding_dim, name="src_embedding"
         )
         self.tgt_embedding = keras.layers.Embedding(
-            tgt_vocab_size, embedding_dim, name="tgt_embedding"
+            tgt_vocab_size, cfg.embedding_dim, name="tgt_embedding"
         )
-        encoders = [self._encoder_layer(i) for i in range(1, encoder_layers + 1)]
+        encoders = [self._encoder_layer(i) for i in range(1, cfg.encoder_layers + 1)]
         self.encoder_rnn, self.encoder_stack = encoders[0], encoders[1:]
-        decoders = [self._decoder_layer(i) for i in range(1, decoder_layers + 1)]
+        decoders = [self._decoder_layer(i) for i in range(1, cfg.decoder_layers + 1)]
         self.decoder_rnn, self.decoder_stack = decoders[0], decoders[1:]
         self.attention = self.combine = None
-        if attention != "none":
-            self.attention = Attention(units, attention, luong_score, name="attention")
+        if cfg.attention != "none":
+            self.attention = Attention(cfg.units, cfg.attention, cfg.luong_score, name="attention")
             self.combine = keras.layers.Dense(
-                units, activation="tanh", use_bias=False, name="attention_combine"
+                cfg.units, activation="tanh", use_bias=False, name="attention_combine"
             )
-        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.dropout = keras.layers.Dropout(cfg.dropout, name="dropout")
         self.tie_projection, self.output_proj = self._output_layers()
 
     def _encoder_layer(self, i: int):
         """Encoder layer i (from 1): "encoder[_i]" if bidirectional, else "encoder_rnn[_i]"."""
-        rnn = CELLS[self.cell](
-            self.units // 2 if self.bidirectional else self.units,
+        rnn = CELLS[self.cfg.cell](
+            self.cfg.units // 2 if self.cfg.bidirectional else self.cfg.units,
             return_sequences=True,
             return_state=True,
             name=_nth("encoder_rnn", i),
         )
-        if not self.bidirectional:
+        if not self.cfg.bidirectional:
             return rnn
         return keras.layers.Bidirectional(rnn, name=_nth("encoder", i))
 
     def _decoder_layer(self, i: int):
         """Decoder layer i (from 1): "decoder_rnn[_i]"."""
-        return CELLS[self.cell](
-            self.units, return_sequences=True, return_state=True, name=_nth("decoder_rnn", i)
+        return CELLS[self.cfg.cell](
+            self.cfg.units, return_sequences=True, return_state=True, name=_nth("decoder_rnn", i)
         )
 
     def _output_layers(self):
         """(tie_projection or None, output_proj): a Dense, or TiedOutput with tie_embeddings."""
-        if not self.tie_embeddings:
+        if not self.cfg.tie_embeddings:
             return None, keras.layers.Dense(self.tgt_vocab_size, name="output_proj")
         projection = None
-        if self.units != self.embedding_dim:
+        if self.cfg.units != self.cfg.embedding_dim:
             projection = keras.layers.Dense(
-                self.embedding_dim, use_bias=False, name="tie_projection"
+                self.cfg.embedding_dim, use_bias=False, name="tie_projection"
             )
         return projection, TiedOutput(self.tgt_vocab_size, name="output_proj")
 
@@ -167,11 +135,11 @@ class Seq2Seq(keras.Model):
         if i:
             x = self.dropout(x, training=training)
         out, *states = rnn(x, training=training, **kwargs)
-        return (out + x if i and self.residual else out), states
+        return (out + x if i and self.cfg.residual else out), states
 
     def _join_directions(self, states) -> list:
         """[fw states..., bw states...] -> one batch x units tensor per state."""
-        if not self.bidirectional:
+        if not self.cfg.bidirectional:
             return list(states)
         forward, backward = states[: self.layer_states], states[self.layer_states :]
         return [ops.concatenate([f, b], axis=-1) for f, b in zip(forward, backward, strict=True)]
@@ -182,8 +150,8 @@ class Seq2Seq(keras.Model):
         Layer by layer when the stacks are equally deep, otherwise the top encoder
         layer's states for every decoder layer.
         """
-        if len(finals) != self.decoder_layers:
-            finals = [finals[-1]] * self.decoder_layers
+        if len(finals) != self.cfg.decoder_layers:
+            finals = [finals[-1]] * self.cfg.decoder_layers
         return [state for layer in finals for state in layer]
 
     def encode(self, src, training=False):
@@ -229,7 +197,7 @@ class Seq2Seq(keras.Model):
     def _logits(self, x, training):
         """Attentional state batch x tgt_len x units -> logits batch x tgt_len x vocab."""
         x = self.dropout(x, training=training)
-        if not self.tie_embeddings:
+        if not self.cfg.tie_embeddings:
             return self.output_proj(x)
         if self.tie_projection is not None:
             x = self.tie_projection(x)  # batch x tgt_len x embedding_dim
@@ -255,98 +223,16 @@ class Seq2Seq(keras.Model):
             "name": self.name,
             "src_vocab_size": self.src_vocab_size,
             "tgt_vocab_size": self.tgt_vocab_size,
-            "embedding_dim": self.embedding_dim,
-            "units": self.units,
-            "cell": self.cell,
-            "bidirectional": self.bidirectional,
-            "attention": self.attention_kind,
-            "luong_score": self.luong_score,
-            "dropout": self.dropout_rate,
-            "encoder_layers": self.encoder_layers,
-            "decoder_layers": self.decoder_layers,
-            "residual": self.residual,
-            "tie_embeddings": self.tie_embeddings,
+            "cfg": to_dict(self.cfg),
         }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "cfg": parse_section(ModelConfig, config["cfg"], "model")})
 
 
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     """The model described by `cfg`, with all weights created."""
-    model = Seq2Seq(
-        src_vocab_size=src_vocab_size,
-        tgt_vocab_size=tgt_vocab_size,
-        embedding_dim=cfg.embedding_dim,
-        units=cfg.units,
-        cell=cfg.cell,
-        bidirectional=cfg.bidirectional,
-        attention=cfg.attention,
-        luong_score=cfg.luong_score,
-        dropout=cfg.dropout,
-        encoder_layers=cfg.encoder_layers,
-        decoder_layers=cfg.decoder_layers,
-        residual=cfg.residual,
-        tie_embeddings=cfg.tie_embeddings,
-        name="seq2seq",
-    )
+    model = Seq2Seq(src_vocab_size, tgt_vocab_size, cfg, name="seq2seq")
     model.build()
     return model
-
-
-def masked_loss(y_true, logits, label_smoothing: float = 0.0):
-    """Token-level cross-entropy averaged over non-padding target positions.
-
-    With label_smoothing eps the target distribution is (1 - eps) * one-hot +
-    eps / vocab (uniform over all pieces, as in keras' CategoricalCrossentropy), so
-    per position: (1 - eps) * -log p(y) + eps * mean over pieces of -log p.
-    """
-    mask = ops.cast(ops.not_equal(y_true, PAD_ID), logits.dtype)  # batch x tgt_len
-    loss = keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
-    if label_smoothing:
-        uniform = -ops.mean(ops.log_softmax(logits, axis=-1), axis=-1)  # batch x tgt_len
-        loss = (1.0 - label_smoothing) * loss + label_smoothing * uniform
-    return ops.sum(loss * mask) / ops.maximum(ops.sum(mask), 1.0)
-
-
-def training_loss(label_smoothing: float):
-    """The loss to compile with: masked_loss, label-smoothed when label_smoothing > 0."""
-    if not label_smoothing:
-        return masked_loss
-
-    def smoothed_masked_loss(y_true, logits):
-        return masked_loss(y_true, logits, label_smoothing)
-
-    return smoothed_masked_loss
-
-
-@keras.saving.register_keras_serializable(package="nmtpipe")
-class CrossEntropy(keras.metrics.Metric):
-    """Plain cross-entropy per non-padding target token over all batches seen (no smoothing).
-
-    Unlike the loss (a mean of per-batch means, smoothed with train.label_smoothing),
-    every token weighs the same, so exp(val_cross_entropy) is the dev perplexity.
-    """
-
-    def __init__(self, name="cross_entropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        """y_true: batch x tgt_len ids, y_pred: logits batch x tgt_len x vocab."""
-        mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")
-        loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-        self.total.assign_add(ops.sum(ops.cast(loss, "float32") * mask))
-        self.tokens.assign_add(ops.sum(mask))
-
-    def result(self):
-        return self.total / ops.maximum(self.tokens, 1.0)
-
-    def reset_state(self):
-        self.total.assign(0.0)
-        self.tokens.assign(0.0)
-
-
-def masked_accuracy(y_true, logits):
-    """Share of non-padding target positions predicted exactly."""
-    mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")
-    hits = ops.cast(ops.equal(ops.cast(y_true, "int32"), ops.argmax(logits, axis=-1)), "float32")
-    return ops.sum(hits * mask) / ops.maximum(ops.sum(mask), 1.0)

@@ -20,7 +20,10 @@ def main(argv=None) -> None:
         },
         argv,
     )
-    from nmtpipe.evaluate import Records, evaluate_model  # TensorFlow loads after params check
+    from nmtpipe.evaluation.evaluate import (  # TensorFlow loads after params check
+        Records,
+        evaluate_model,
+    )
 
     records = Records(
         args.manifest,

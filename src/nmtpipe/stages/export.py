@@ -13,6 +13,6 @@ def main(argv=None) -> None:
         },
         argv,
     )
-    from nmtpipe.export import export_model  # TensorFlow loads only after params are valid
+    from nmtpipe.serving.export import export_model  # TensorFlow loads only after params are valid
 
     export_model(args.model, args.out, params.export)

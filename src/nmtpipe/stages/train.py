@@ -16,6 +16,6 @@ def main(argv=None) -> None:
         },
         argv,
     )
-    from nmtpipe.train import train_model  # TensorFlow loads only after params are valid
+    from nmtpipe.training.train import train_model  # TensorFlow loads only after params are valid
 
     train_model(args.split, args.tokenizers, params, args.out, args.live, args.checkpoints)

@@ -14,10 +14,12 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from nmtpipe.flops import forward_flops
-from nmtpipe.model.decoding import BeamSearchDecoder, GreedyDecoder, translate_sentences
-from nmtpipe.model.seq2seq import build_model, masked_loss
-from nmtpipe.train import compile_model, set_determinism
+from nmtpipe.bench.flops import forward_flops
+from nmtpipe.model.losses import masked_loss
+from nmtpipe.model.seq2seq import build_model
+from nmtpipe.search.decoders import SearchSettings
+from nmtpipe.serving.translate import translate_sentences
+from nmtpipe.training.train import compile_model, set_determinism
 
 log = logging.getLogger(__name__)
 FORWARD_PARTS = ("encoder", "decoder_rnn", "attention", "output")
@@ -37,8 +39,8 @@ def part_functions(model) -> dict:
     """tf.functions of each part of the training forward pass (dropout on), of the whole
     forward pass, and of forward + backward (gradients of every trainable weight)."""
     ids = tf.TensorSpec([None, None], tf.int32)
-    seq = tf.TensorSpec([None, None, model.units], tf.float32)
-    states = [tf.TensorSpec([None, model.units], tf.float32)] * model.n_states
+    seq = tf.TensorSpec([None, None, model.cfg.units], tf.float32)
+    states = [tf.TensorSpec([None, model.cfg.units], tf.float32)] * model.n_states
     mask = tf.TensorSpec([None, None], tf.bool)
 
     def decoder_rnn(tgt_in, states):
@@ -159,15 +161,11 @@ def _row(seconds: float, flops: int, steps: int, step_seconds: float) -> dict:
 def time_translation(trained, sources: list[str], batch_size: int, beam: int, cfg, rounds: int):
     """Sentences/s translating `sources`, the best of `rounds` runs (after a warm-up batch
     that traces the decoder's graphs)."""
-    decoder = (
-        GreedyDecoder(trained.model, cfg.max_len_ratio)
-        if beam == 1
-        else BeamSearchDecoder(trained.model, beam, cfg.length_penalty, cfg.max_len_ratio)
-    )
-    translate_sentences(trained, sources[:8], batch_size, decoder=decoder, desc="warm-up")
+    settings = SearchSettings(beam, cfg.length_penalty, cfg.max_len_ratio)
+    translate_sentences(trained, sources[:8], settings, batch_size, desc="warm-up")
     seconds = []
     for _ in range(rounds):
         started = time.perf_counter()
-        translate_sentences(trained, sources, batch_size, decoder=decoder, desc=f"beam {beam}")
+        translate_sentences(trained, sources, settings, batch_size, desc=f"beam {beam}")
         seconds.append(time.perf_counter() - started)
     return len(sources) / min(seconds)

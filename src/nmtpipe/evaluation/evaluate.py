@@ -13,18 +13,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sacrebleu.metrics import BLEU, CHRF
 
 from nmtpipe.config import EvaluateConfig
 from nmtpipe.dataset import encode_source
 from nmtpipe.errors import DataError, first_line
-from nmtpipe.fileio import atomic_dir, atomic_file, read_parallel, write_json, write_lines
-from nmtpipe.model.decoding import attention_weights, translate_sentences
-from nmtpipe.model.store import check_pair, load_model_dir
-from nmtpipe.report import Attention, ReportData, write_report
-from nmtpipe.scoring import bleu_by_length, group_references, score_corpus
-from nmtpipe.tokenizer import EOS_ID
+from nmtpipe.evaluation.report import Attention, ReportData, write_report
+from nmtpipe.evaluation.scoring import bleu_by_length, group_references, score_corpus
+from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json, write_lines
+from nmtpipe.layout import HYPOTHESES, SENTENCE_SCORES, SPLIT_SIZES, split_files
+from nmtpipe.model.ids import BOS_ID, EOS_ID
+from nmtpipe.modeldir import check_pair, load_model_dir
+from nmtpipe.search.decoders import SearchSettings
+from nmtpipe.serving.translate import translate_sentences
 
 log = logging.getLogger(__name__)
 ATTENTION_EXAMPLES = 4
@@ -74,15 +77,12 @@ def evaluate_model(
     """
     trained = load_model_dir(model_dir)
     check_pair(trained, model_dir, *pair)
-    sources, refs = group_references(
-        *read_parallel(split_dir / "test.src", split_dir / "test.tgt", "test split", "split")
-    )
+    sources, refs = group_references(*read_split(split_dir, "test"))
     if not sources:
-        raise DataError(f"{split_dir / 'test.src'}: the test split is empty")
+        raise DataError(f"{split_files(split_dir, 'test')[0]}: the test split is empty")
     started = time.perf_counter()
-    hyps = translate_sentences(
-        trained, sources, cfg.batch_size, cfg.max_len_ratio, cfg.beam_size, cfg.length_penalty
-    )
+    settings = SearchSettings(cfg.beam_size, cfg.length_penalty, cfg.max_len_ratio)
+    hyps = translate_sentences(trained, sources, settings, cfg.batch_size)
     seconds = time.perf_counter() - started
     metrics = {
         **score_corpus(hyps, refs),
@@ -99,8 +99,8 @@ def evaluate_model(
         atomic_file(out["metrics"]) as tmp_metrics,
         atomic_file(out["report"]) as tmp_report,
     ):
-        write_lines(tmp / "hypotheses.txt", hyps)
-        table.to_csv(tmp / "scores.tsv", sep="\t", index=False)
+        write_lines(tmp / HYPOTHESES, hyps)
+        table.to_csv(tmp / SENTENCE_SCORES, sep="\t", index=False)
         write_report(tmp_report, report)
         write_json(tmp_metrics, metrics)
     log.info(
@@ -125,7 +125,7 @@ def _report_data(trained, metrics, table, test, split_dir: Path, records: Record
         params=records.params,
         manifest=_read_json(records.manifest),
         clean=_read_json(records.clean),
-        split_sizes=_read_json(split_dir / "sizes.json"),
+        split_sizes=_read_json(split_dir / SPLIT_SIZES),
         train_summary=_read_json(live / "metrics.json") if live else None,
         curves_dir=live / "plots" / "metrics" if live else None,
         attention=attention_examples(trained, sources, hyps),
@@ -163,3 +163,17 @@ def attention_examples(trained, sources: list[str], hyps: list[str]) -> list[Att
         if len(examples) == ATTENTION_EXAMPLES:
             break
     return examples
+
+
+def attention_weights(model, src_ids: list[int], tgt_ids: list[int]) -> np.ndarray | None:
+    """Attention of one translation, (len(tgt_ids) + 1) x len(src_ids), the last row for EOS.
+
+    Teacher-forced on the translation's own pieces: the decoder is deterministic
+    given its prefix, so these are the weights the search computed. None without
+    attention.
+    """
+    src = np.array([src_ids], dtype=np.int32)
+    tgt_in = np.array([[BOS_ID, *tgt_ids]], dtype=np.int32)
+    enc_out, enc_mask, states = model.encode(src)
+    _, _, weights = model.decode(tgt_in, enc_out, enc_mask, states)
+    return None if weights is None else np.asarray(weights)[0]

@@ -1,4 +1,4 @@
-"""`nmtpipe translate`: one translation per input line, order kept."""
+"""Translate sentences with a trained model; `nmtpipe translate`: one line out per line in."""
 
 from __future__ import annotations
 
@@ -8,8 +8,53 @@ import sys
 from pathlib import Path
 
 from nmtpipe.errors import DataError
+from nmtpipe.logs import progress
 
 log = logging.getLogger(__name__)
+MAX_INPUT_PIECES = 256  # longer inputs are truncated: far beyond any training sentence
+
+
+def _truncate(ids: list[int], eos_id: int) -> list[int]:
+    return ids if len(ids) <= MAX_INPUT_PIECES else ids[: MAX_INPUT_PIECES - 1] + [eos_id]
+
+
+def translate_sentences(
+    trained, sentences: list[str], settings, batch_size: int = 64, desc: str = "translate"
+) -> list[str]:
+    """Translate sentences in batches of similar length; one output per input, order kept.
+
+    Args:
+        trained: a `modeldir.TrainedModel`; its decoder for `settings` (a
+            `search.decoders.SearchSettings`) is made once and kept in
+            `trained.decoders`, so later calls reuse its compiled graph.
+        sentences: the sources. Blank ones translate to empty outputs; inputs longer
+            than MAX_INPUT_PIECES subword pieces are truncated, with a warning.
+        batch_size: sentences decoded per batch.
+        desc: the progress bar's label.
+    """
+    from nmtpipe.dataset import encode_source
+    from nmtpipe.model.ids import EOS_ID
+    from nmtpipe.search.decoders import make_decoder
+
+    if settings not in trained.decoders:
+        trained.decoders[settings] = make_decoder(trained.model, settings)
+    decoder = trained.decoders[settings]
+    outputs = [""] * len(sentences)
+    todo = [i for i, s in enumerate(sentences) if s.strip()]
+    encoded = encode_source(trained.sp_src, [sentences[i] for i in todo])
+    src_ids = {i: _truncate(ids, EOS_ID) for i, ids in zip(todo, encoded, strict=True)}
+    too_long = sum(len(ids) > MAX_INPUT_PIECES for ids in encoded)
+    if too_long:
+        log.warning("%d input(s) longer than %d pieces were truncated", too_long, MAX_INPUT_PIECES)
+    order = sorted(todo, key=lambda i: len(src_ids[i]))
+    with progress(total=len(order), desc=desc, unit=" sent") as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            hyps = decoder.decode_batch([src_ids[i] for i in batch])
+            for i, ids in zip(batch, hyps, strict=True):
+                outputs[i] = trained.sp_tgt.decode([int(t) for t in ids])
+            bar.update(len(batch))
+    return outputs
 
 
 def read_input(path: Path | None) -> list[str]:
@@ -61,8 +106,8 @@ def main(argv=None) -> None:
     if args.batch_size < 1 or args.beam < 1:
         parser.error("--batch-size and --beam must be at least 1")
 
-    from nmtpipe.model.decoding import translate_sentences
-    from nmtpipe.model.store import check_pair, load_model_dir
+    from nmtpipe.modeldir import check_pair, load_model_dir
+    from nmtpipe.search.decoders import SearchSettings
 
     trained = load_model_dir(args.model)  # fails fast, before reading a long stdin
     if args.src_lang or args.tgt_lang:
@@ -73,9 +118,8 @@ def main(argv=None) -> None:
             args.tgt_lang or trained.config["tgt_lang"],
         )
     lines = read_input(args.input)
-    hyps = translate_sentences(
-        trained, lines, args.batch_size, args.max_len_ratio, args.beam, args.length_penalty
-    )
+    settings = SearchSettings(args.beam, args.length_penalty, args.max_len_ratio)
+    hyps = translate_sentences(trained, lines, settings, args.batch_size)
     for hyp in hyps:
         sys.stdout.write(hyp.replace("\n", " ") + "\n")  # one line out per line in
     sys.stdout.flush()

@@ -31,10 +31,11 @@ import resource
 import time
 from pathlib import Path
 
+from nmtpipe.bench.flops import GATES, train_step_flops
 from nmtpipe.config import ModelConfig, TrainConfig, load_params, parse_section
 from nmtpipe.errors import ConfigError, ModelError
-from nmtpipe.fileio import atomic_file, read_parallel, write_json
-from nmtpipe.flops import GATES, train_step_flops
+from nmtpipe.fileio import atomic_file, read_split, write_json
+from nmtpipe.layout import split_files
 
 log = logging.getLogger(__name__)
 SECTIONS = ("machine", "model", "roof", "train", "time", "gap", "translate", "memory", "test")
@@ -81,9 +82,7 @@ def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> lis
     when the split has fewer)."""
     from nmtpipe.dataset import encode_pairs, make_train_dataset
 
-    src, tgt = read_parallel(
-        split_dir / "train.src", split_dir / "train.tgt", "training split", "split"
-    )
+    src, tgt = read_split(split_dir, "train")
     src_ids, tgt_ids, _ = encode_pairs(
         trained.sp_src, trained.sp_tgt, src, tgt, cfg.max_src_len, cfg.max_tgt_len
     )
@@ -96,9 +95,9 @@ def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> lis
 
 def run_bench(args, params) -> dict:
     """Measure everything; return the figures, section by section."""
-    from nmtpipe.bench_timing import part_figures, time_steps, training_model
-    from nmtpipe.model.store import load_model_dir
-    from nmtpipe.roof import Roof
+    from nmtpipe.bench.roof import Roof
+    from nmtpipe.bench.timing import part_figures, time_steps, training_model
+    from nmtpipe.modeldir import load_model_dir
 
     host = machine()
     trained = load_model_dir(args.model)
@@ -107,7 +106,9 @@ def run_bench(args, params) -> dict:
         train_cfg = dataclasses.replace(train_cfg, batch_size=args.train_batch_size)
     model = training_model(trained, model_cfg, train_cfg)
     log.info("measuring the matmul roof")
-    roof = Roof(train_cfg.batch_size, model.embedding_dim, model.units, GATES[model.cell])
+    roof = Roof(
+        train_cfg.batch_size, model_cfg.embedding_dim, model_cfg.units, GATES[model_cfg.cell]
+    )
     roof.measure()
     count = args.warmup_batches + args.train_batches
     batches = train_batches(trained, args.split, train_cfg, count)
@@ -216,15 +217,13 @@ def explain(figures: dict) -> list[str]:
 
 def translation(trained, args, params) -> dict:
     """Sentences/s of greedy and beam search on up to args.sentences distinct test sources."""
-    from nmtpipe.bench_timing import time_translation
-    from nmtpipe.scoring import group_references
+    from nmtpipe.bench.timing import time_translation
+    from nmtpipe.evaluation.scoring import group_references
 
-    sources, _ = group_references(
-        *read_parallel(args.split / "test.src", args.split / "test.tgt", "test split", "split")
-    )
+    sources, _ = group_references(*read_split(args.split, "test"))
     sources = sources[: args.sentences]
     if not sources:
-        raise ModelError(f"{args.split / 'test.src'}: the test split is empty")
+        raise ModelError(f"{split_files(args.split, 'test')[0]}: the test split is empty")
     batch_size = args.batch_size or params.evaluate.batch_size
     figures = {"sentences": len(sources), "batch_size": batch_size}
     for beam in dict.fromkeys((1, args.beam)):  # --beam 1: greedy only

@@ -26,14 +26,9 @@ import numpy as np
 from nmtpipe.config import DataConfig, Params
 from nmtpipe.errors import ConfigError, DataError, ModelError, first_line
 from nmtpipe.fileio import sha256_file
-from nmtpipe.model.store import (
-    CONFIG_FILE,
-    MODEL_FILE,
-    TOKENIZER_FILES,
-    check_pair,
-    load_model_dir,
-)
-from nmtpipe.tokenizer import SIDES, load_tokenizer
+from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
+from nmtpipe.modeldir import check_pair, load_model_dir
+from nmtpipe.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +57,7 @@ def prepare_model(model, params: Params, tok_dir: Path) -> dict:
     Returns:
         The record for config.json: each file read, with its sha256.
     """
-    sp = {side: load_tokenizer(Path(tok_dir) / f"{side}.model") for side in SIDES}
+    sp = {side: load_tokenizer(tokenizer_file(tok_dir, side)) for side in SIDES}
     record, loaded = {}, {name: set() for name in VOCAB_AXES}
     if params.train.init_from:
         record["init_from"], maps = init_from(model, Path(params.train.init_from), sp, params.data)
@@ -99,10 +94,11 @@ def init_from(model, model_dir: Path, sp: dict, data: DataConfig) -> tuple[dict,
             sp[side].get_piece_size(),
             side,
         )
-    files = (MODEL_FILE, CONFIG_FILE, *TOKENIZER_FILES)
+    files = [model_dir / MODEL_FILE, model_dir / MODEL_CONFIG]
+    files += [tokenizer_file(model_dir, side) for side in SIDES]
     record = {
         "path": str(model_dir),
-        "sha256": {name: sha256_file(model_dir / name) for name in files},
+        "sha256": {path.name: sha256_file(path) for path in files},
         "pieces_carried_over": {side: len(maps[side][0]) for side in SIDES},
     }
     return record, maps

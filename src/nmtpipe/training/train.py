@@ -9,19 +9,21 @@ import keras
 import tensorflow as tf
 
 from nmtpipe import __version__
-from nmtpipe.callbacks import DevBleu, LearningRate, Throughput
-from nmtpipe.checkpoint import TrainingState, fingerprint
 from nmtpipe.config import Params, TrainConfig, to_dict
 from nmtpipe.dataset import batches_per_epoch, encode_pairs, make_dataset, make_train_dataset
 from nmtpipe.errors import DataError
-from nmtpipe.fileio import atomic_dir, read_parallel
+from nmtpipe.evaluation.scoring import group_references
+from nmtpipe.fileio import atomic_dir, read_split
+from nmtpipe.layout import SIDES, tokenizer_file
 from nmtpipe.logs import progress_enabled
-from nmtpipe.model.seq2seq import CrossEntropy, build_model, masked_accuracy, training_loss
-from nmtpipe.model.store import save_model_dir
-from nmtpipe.model.transfer import prepare_model
-from nmtpipe.schedules import learning_rate, schedule_callbacks
-from nmtpipe.scoring import group_references
+from nmtpipe.model.losses import CrossEntropy, masked_accuracy, training_loss
+from nmtpipe.model.seq2seq import build_model
+from nmtpipe.modeldir import save_model_dir
 from nmtpipe.tokenizer import load_tokenizer
+from nmtpipe.training.callbacks import DevBleu, LearningRate, Throughput
+from nmtpipe.training.checkpoint import TrainingState, fingerprint
+from nmtpipe.training.schedules import learning_rate, schedule_callbacks
+from nmtpipe.training.transfer import prepare_model
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +34,14 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _load_split(split_dir: Path, name: str) -> tuple[list[str], list[str]]:
-    return read_parallel(split_dir / f"{name}.src", split_dir / f"{name}.tgt", "split", "split")
-
-
 def _datasets(split_dir: Path, tok_dir: Path, params: Params):
-    sp_src, sp_tgt = load_tokenizer(tok_dir / "src.model"), load_tokenizer(tok_dir / "tgt.model")
+    sp_src, sp_tgt = (load_tokenizer(tokenizer_file(tok_dir, side)) for side in SIDES)
     cfg = params.train
     train = encode_pairs(
-        sp_src, sp_tgt, *_load_split(split_dir, "train"), cfg.max_src_len, cfg.max_tgt_len
+        sp_src, sp_tgt, *read_split(split_dir, "train"), cfg.max_src_len, cfg.max_tgt_len
     )
     dev = encode_pairs(
-        sp_src, sp_tgt, *_load_split(split_dir, "dev"), cfg.max_src_len, cfg.max_tgt_len
+        sp_src, sp_tgt, *read_split(split_dir, "dev"), cfg.max_src_len, cfg.max_tgt_len
     )
     if not train[0] or not dev[0]:
         raise DataError("no training or dev pairs within train.max_src_len/max_tgt_len")
@@ -73,9 +71,9 @@ def evenly_spaced(count: int, total: int) -> list[int]:
 def _dev_bleu(split_dir: Path, tok_dir: Path, sentences: int) -> DevBleu:
     """The dev BLEU callback on `sentences` distinct dev sources spread over the split
     (which keeps corpus order: Tatoeba's is by length, so the first ones are the shortest)."""
-    sources, refs = group_references(*_load_split(split_dir, "dev"))
+    sources, refs = group_references(*read_split(split_dir, "dev"))
     chosen = evenly_spaced(sentences, len(sources))
-    sp_src, sp_tgt = load_tokenizer(tok_dir / "src.model"), load_tokenizer(tok_dir / "tgt.model")
+    sp_src, sp_tgt = (load_tokenizer(tokenizer_file(tok_dir, side)) for side in SIDES)
     return DevBleu([sources[i] for i in chosen], [refs[i] for i in chosen], sp_src, sp_tgt)
 
 

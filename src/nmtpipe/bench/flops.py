@@ -31,21 +31,21 @@ def rnn_flops(batch: int, steps: int, in_dim: int, units: int, cell: str) -> int
 
 def forward_flops(model, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
     """Forward-pass matmul FLOPs per part of `model` (a Seq2Seq) for one padded batch."""
-    emb, units, cell = model.embedding_dim, model.units, model.cell
+    emb, units, cell = model.cfg.embedding_dim, model.cfg.units, model.cfg.cell
     b, s, t = batch, src_len, tgt_len
-    directions, enc_units = (2, units // 2) if model.bidirectional else (1, units)
+    directions, enc_units = (2, units // 2) if model.cfg.bidirectional else (1, units)
     parts = {
         "encoder": directions * rnn_flops(b, s, emb, enc_units, cell),
         "decoder_rnn": rnn_flops(b, t, emb, units, cell),
         "attention": 0,
         "output": 2 * b * t * units * model.tgt_vocab_size,
     }
-    if model.attention_kind != "none":
+    if model.cfg.attention != "none":
         scores = 2 * b * t * s * units
-        if model.attention_kind == "bahdanau":
+        if model.cfg.attention == "bahdanau":
             projections = 2 * b * (t + s) * units * units
         else:
-            projections = 2 * b * s * units * units if model.luong_score == "general" else 0
+            projections = 2 * b * s * units * units if model.cfg.luong_score == "general" else 0
         parts["attention"] = projections + scores + 2 * b * t * s * units  # + context
         parts["attention"] += 2 * b * t * 2 * units * units  # combine
     return parts

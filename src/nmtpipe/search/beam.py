@@ -2,7 +2,7 @@
 
 Each sentence keeps k live hypotheses (decoder row i*k + b is beam b of sentence i).
 The encoder runs once and its output is repeated per beam; a `tf.while_loop` then
-calls the model's one-step `decode` with the carried recurrent states. Every step,
+calls the model's one-step `decode` with the carried recurrent states (`loop`). Every step,
 the 2k best extensions of a sentence (over k x vocab, ties to the lowest index, like
 argmax) are read best first until k of them do not end in EOS: those become the live
 beams, and the EOS ones ranked before them become finished hypotheses, scored
@@ -21,16 +21,21 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from nmtpipe.model.graph_decoding import (
+from nmtpipe.model.ids import BOS_ID, EOS_ID
+from nmtpipe.search.loop import (
+    Growing,
+    PerRow,
+    PerRowList,
+    PerSentence,
     decode_step,
     drop_done,
     encoder_inputs,
     max_target_len,
     pad_to,
-    shape_invariants,
+    search_loop,
     source_lengths,
+    write_rows,
 )
-from nmtpipe.tokenizer import BOS_ID, EOS_ID
 
 NO_SCORE = float("-inf")  # the score of no hypothesis
 
@@ -38,25 +43,25 @@ NO_SCORE = float("-inf")  # the score of no hypothesis
 class Beams(NamedTuple):
     """The search state of the n sentences still searched (n*k decoder rows)."""
 
-    index: tf.Tensor  # n int32: each sentence's row in the input batch
-    limits: tf.Tensor  # n int32: most target pieces
-    live_scores: tf.Tensor  # n x k float64 log-probabilities, NO_SCORE: no hypothesis
-    live_hyps: tf.Tensor  # n x k x t int32
-    fin_scores: tf.Tensor  # n x k float64 normalised scores, best first, NO_SCORE: none
-    fin_hyps: tf.Tensor  # n x k x t int32, PAD_ID after a hypothesis' last piece
-    fin_lens: tf.Tensor  # n x k int32 pieces without EOS
-    n_fin: tf.Tensor  # n int32 finished hypotheses found (may exceed k)
-    tokens: tf.Tensor  # n*k int32: the last piece of each live hypothesis
-    states: list  # [n*k x units_i] float32 decoder states
-    enc: list  # n*k x ...: encoder output, its mask (and attention keys)
+    index: PerSentence  # n int32: each sentence's row in the input batch
+    limits: PerSentence  # n int32: most target pieces
+    live_scores: PerSentence  # n x k float64 log-probabilities, NO_SCORE: no hypothesis
+    live_hyps: Growing  # n x k x t int32
+    fin_scores: PerSentence  # n x k float64 normalised scores, best first, NO_SCORE: none
+    fin_hyps: Growing  # n x k x t int32, PAD_ID after a hypothesis' last piece
+    fin_lens: PerSentence  # n x k int32 pieces without EOS
+    n_fin: PerSentence  # n int32 finished hypotheses found (may exceed k)
+    tokens: PerRow  # n*k int32: the last piece of each live hypothesis
+    states: PerRowList  # [n*k x units_i] float32 decoder states
+    enc: PerRowList  # n*k x ...: encoder output, its mask (and attention keys)
 
 
 class Nbest(NamedTuple):
     """The result for the whole batch, filled in as sentences are done."""
 
-    scores: tf.Tensor  # batch x k float64, best first, NO_SCORE where fewer than k
-    hyps: tf.Tensor  # batch x k x steps int32
-    lengths: tf.Tensor  # batch x k int32 pieces without EOS
+    scores: PerSentence  # batch x k float64, best first, NO_SCORE where fewer than k
+    hyps: Growing  # batch x k x steps int32
+    lengths: PerSentence  # batch x k int32 pieces without EOS
 
 
 def beam_search(
@@ -79,13 +84,7 @@ def beam_search(
         beams, done = _advance(beams._replace(states=states), log_probs, t + 1, k, length_penalty)
         return t + 1, *drop_done(beams, nbest, done, _write_nbest, k)
 
-    _, _, nbest = tf.while_loop(
-        lambda t, beams, nbest: tf.size(beams.index) > 0,
-        step,
-        (tf.constant(0), start, empty),
-        shape_invariants=(tf.TensorShape([]), shape_invariants(start), shape_invariants(empty)),
-    )
-    return nbest
+    return search_loop(step, start, empty)
 
 
 def _start(batch: tf.Tensor, k: int, rows: list, n_enc: int) -> Beams:
@@ -181,10 +180,9 @@ def _keep_best(beams: Beams, finished, t, k: int, length_penalty: float) -> Beam
 
 def _write_nbest(nbest: Nbest, beams: Beams, done: tf.Tensor) -> Nbest:
     """nbest with the finished hypotheses of the done sentences written in."""
-    at = tf.boolean_mask(beams.index, done)[:, None]  # n_done x 1 batch rows
     hyps = pad_to(nbest.hyps, tf.shape(beams.fin_hyps)[2])
     return Nbest(
-        tf.tensor_scatter_nd_update(nbest.scores, at, tf.boolean_mask(beams.fin_scores, done)),
-        tf.tensor_scatter_nd_update(hyps, at, tf.boolean_mask(beams.fin_hyps, done)),
-        tf.tensor_scatter_nd_update(nbest.lengths, at, tf.boolean_mask(beams.fin_lens, done)),
+        write_rows(nbest.scores, beams.index, beams.fin_scores, done),
+        write_rows(hyps, beams.index, beams.fin_hyps, done),
+        write_rows(nbest.lengths, beams.index, beams.fin_lens, done),
     )

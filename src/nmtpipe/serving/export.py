@@ -22,10 +22,11 @@ import tensorflow_text as tf_text
 
 from nmtpipe.config import ExportConfig
 from nmtpipe.fileio import atomic_dir, write_json
-from nmtpipe.model.decoding import MAX_INPUT_PIECES
-from nmtpipe.model.graph_decoding import greedy_search, hyp_lengths
-from nmtpipe.model.store import TOKENIZER_FILES, load_model_dir
-from nmtpipe.tokenizer import EOS_ID, PAD_ID
+from nmtpipe.layout import MODEL_CONFIG, SIDES, tokenizer_file
+from nmtpipe.model.ids import EOS_ID, PAD_ID
+from nmtpipe.modeldir import load_model_dir
+from nmtpipe.search.greedy import greedy_search, hyp_lengths
+from nmtpipe.serving.translate import MAX_INPUT_PIECES
 
 log = logging.getLogger(__name__)
 SIGNATURE = "serving_default"
@@ -86,7 +87,7 @@ class Translator(tf.Module):
     def _translate(self, sentences):
         """Non-blank sentences (batch) -> greedy translations (batch strings)."""
         pieces = self.src_tokenizer.tokenize(sentences)  # batch x (pieces), ragged
-        pieces = pieces[:, : MAX_INPUT_PIECES - 1]  # room for EOS, as decoding._truncate
+        pieces = pieces[:, : MAX_INPUT_PIECES - 1]  # room for EOS, as translate._truncate
         eos = tf.RaggedTensor.from_tensor(tf.fill([tf.shape(sentences)[0], 1], EOS_ID))
         src = tf.concat([pieces, eos], axis=1).to_tensor(default_value=PAD_ID)  # batch x src_len
         hyps = greedy_search(self.model, src, self.max_len_ratio)  # batch x steps
@@ -103,7 +104,7 @@ def export_model(model_dir: Path, out_dir: Path, cfg: ExportConfig) -> None:
     """
     model_dir = Path(model_dir)
     trained = load_model_dir(model_dir)
-    src_spm, tgt_spm = ((model_dir / name).read_bytes() for name in TOKENIZER_FILES)
+    src_spm, tgt_spm = (tokenizer_file(model_dir, side).read_bytes() for side in SIDES)
     translator = Translator(trained.model, src_spm, tgt_spm, cfg.max_len_ratio)
     with atomic_dir(out_dir) as tmp:
         tf.saved_model.save(translator, str(tmp), signatures={SIGNATURE: translator.translate})
@@ -113,5 +114,5 @@ def export_model(model_dir: Path, out_dir: Path, cfg: ExportConfig) -> None:
             "max_len_ratio": cfg.max_len_ratio,
             "max_input_pieces": MAX_INPUT_PIECES,
         }
-        write_json(tmp / "config.json", {**trained.config, "export": export})
+        write_json(tmp / MODEL_CONFIG, {**trained.config, "export": export})
     log.info("exported %s to %s (signature %r)", model_dir, out_dir, SIGNATURE)

@@ -38,6 +38,7 @@ import tensorflow as tf
 from nmtpipe import __version__
 from nmtpipe.config import Params, to_dict
 from nmtpipe.fileio import atomic_dir, sha256_file, write_json
+from nmtpipe.layout import SIDES, split_files, tokenizer_file
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ def fingerprint(params: Params, split_dir: Path, tok_dir: Path, transfer: dict) 
         split_dir, tok_dir: the training and dev split, the tokenizers (hashed by content).
         transfer: the files read by prepare_model, with their sha256.
     """
-    files = [split_dir / f"{name}.{side}" for name in ("train", "dev") for side in ("src", "tgt")]
-    files += [tok_dir / "src.model", tok_dir / "tgt.model"]
+    files = [*split_files(split_dir, "train"), *split_files(split_dir, "dev")]
+    files += [tokenizer_file(tok_dir, side) for side in SIDES]
     facts = {
         "format": FORMAT,
         "languages": [params.data.src_lang, params.data.tgt_lang],
@@ -72,7 +73,7 @@ def fingerprint(params: Params, split_dir: Path, tok_dir: Path, transfer: dict) 
 
 def _code_digest() -> str:
     """sha256 of nmtpipe's source: a checkpoint of other code is not resumed."""
-    package = Path(__file__).parent
+    package = Path(__file__).parents[1]  # the whole nmtpipe package
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())

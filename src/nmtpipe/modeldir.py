@@ -15,10 +15,8 @@ from pathlib import Path
 
 from nmtpipe.errors import ModelError, first_line
 from nmtpipe.fileio import write_json
+from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
 from nmtpipe.tokenizer import load_tokenizer
-
-MODEL_FILE, CONFIG_FILE = "model.keras", "config.json"
-TOKENIZER_FILES = ("src.model", "tgt.model")
 
 
 @dataclass
@@ -27,16 +25,16 @@ class TrainedModel:
     config: dict
     sp_src: object  # sentencepiece.SentencePieceProcessor
     sp_tgt: object
-    # (beam_size, length_penalty, max_len_ratio) -> decoder, made by translate_sentences
+    # SearchSettings -> decoder, made by serving.translate.translate_sentences
     decoders: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def save_model_dir(out_dir: Path, model, config: dict, tokenizer_dir: Path) -> None:
     """Write model, resolved config and tokenizers into out_dir (an existing, empty dir)."""
     model.save(out_dir / MODEL_FILE)
-    write_json(out_dir / CONFIG_FILE, config)
-    for name in TOKENIZER_FILES:
-        shutil.copyfile(tokenizer_dir / name, out_dir / name)
+    write_json(out_dir / MODEL_CONFIG, config)
+    for side in SIDES:
+        shutil.copyfile(tokenizer_file(tokenizer_dir, side), tokenizer_file(out_dir, side))
 
 
 def load_model_dir(model_dir: Path) -> TrainedModel:
@@ -45,12 +43,12 @@ def load_model_dir(model_dir: Path) -> TrainedModel:
     if not (model_dir / MODEL_FILE).is_file():
         raise ModelError(f"{model_dir / MODEL_FILE}: trained model not found (run `dvc repro`)")
     try:
-        config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        config = json.loads((model_dir / MODEL_CONFIG).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError) as err:
         raise ModelError(
-            f"{model_dir / CONFIG_FILE}: missing or invalid ({first_line(err)})"
+            f"{model_dir / MODEL_CONFIG}: missing or invalid ({first_line(err)})"
         ) from None
-    sp_src, sp_tgt = (load_tokenizer(model_dir / name) for name in TOKENIZER_FILES)
+    sp_src, sp_tgt = (load_tokenizer(tokenizer_file(model_dir, side)) for side in SIDES)
 
     import keras  # only now: TensorFlow takes seconds to import
 

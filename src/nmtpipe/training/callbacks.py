@@ -11,9 +11,10 @@ import time
 
 import keras
 
-from nmtpipe.model.decoding import GreedyDecoder, translate_sentences
-from nmtpipe.model.store import TrainedModel
-from nmtpipe.scoring import score_bleu
+from nmtpipe.evaluation.scoring import score_bleu
+from nmtpipe.modeldir import TrainedModel
+from nmtpipe.search.decoders import SearchSettings
+from nmtpipe.serving.translate import translate_sentences
 
 
 class Throughput(keras.callbacks.Callback):
@@ -63,16 +64,16 @@ class DevBleu(keras.callbacks.Callback):
         super().__init__()
         self.sources, self.refs = sources, refs
         self.sp_src, self.sp_tgt, self.batch_size = sp_src, sp_tgt, batch_size
-        self.decoder = None
+        self.trained = None
 
     def on_train_begin(self, logs=None):
-        self.decoder = GreedyDecoder(self.model)  # traced once, reused every epoch
+        # its greedy decoder is traced on the first epoch and reused by the later ones
+        self.trained = TrainedModel(self.model, {}, self.sp_src, self.sp_tgt)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self.sources:
             return
-        trained = TrainedModel(self.model, {}, self.sp_src, self.sp_tgt)
         hyps = translate_sentences(
-            trained, self.sources, self.batch_size, decoder=self.decoder, desc="dev BLEU"
+            self.trained, self.sources, SearchSettings(), self.batch_size, desc="dev BLEU"
         )
         logs["val_bleu"] = score_bleu(hyps, self.refs)

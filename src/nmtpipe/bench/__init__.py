@@ -1,0 +1,1 @@
+"""`nmtpipe bench`: training and translation speed against the measured matmul roof."""

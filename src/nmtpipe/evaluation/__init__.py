@@ -1,0 +1,1 @@
+"""Evaluation: translate the test split, score it (sacrebleu), write the report."""

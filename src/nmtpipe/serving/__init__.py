@@ -1,0 +1,1 @@
+"""Serving: `nmtpipe translate` and the SavedModel export."""

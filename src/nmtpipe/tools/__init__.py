@@ -1,0 +1,1 @@
+"""Project tools: params presets, the offline `dvc plots` template."""

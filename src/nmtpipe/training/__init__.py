@@ -1,0 +1,1 @@
+"""Training: fit with teacher forcing, callbacks, resumable checkpoints, schedules, transfer."""
