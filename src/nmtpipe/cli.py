@@ -26,6 +26,10 @@ COMMANDS = {
         "write a preset's values into params.yaml (--list: presets)",
     ),
     "bench": ("nmtpipe.bench.cli", "training/translation speed vs the machine's matmul roof"),
+    "params-doc": (
+        "nmtpipe.tools.params_doc",
+        "write docs/params.md and params.yaml's comments from config.py (--check)",
+    ),
     "plots-template": (
         "nmtpipe.tools.plots_template",
         "write an offline HTML template for dvc plots",

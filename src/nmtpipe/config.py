@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 
 from nmtpipe.errors import ConfigError
+from nmtpipe.model.parts import FREEZE_LAYERS
 
-FREEZE_PARTS = ("embeddings", "encoder", "decoder")
+FREEZE_PARTS = tuple(FREEZE_LAYERS)
 LR_SCHEDULES = ("constant", "warmup_inverse_sqrt", "warmup_cosine", "plateau")
 
 
@@ -30,6 +31,8 @@ def param(default: Any, help: str, *, choices=None, min=None, max=None):  # noqa
 
 @dataclass(frozen=True)
 class DataConfig:
+    """The download stage: where the parallel corpus comes from, and the language pair."""
+
     source: str = param("sample", "where the corpus comes from", choices=("sample", "url", "opus"))
     url: str = param(
         "",
@@ -64,6 +67,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class CleanConfig:
+    """The clean stage: thresholds of the OpusFilter chain in pipeline/opusfilter.yaml."""
+
     min_words: int = param(1, "drop pairs with a side shorter than this many words", min=1)
     max_words: int = param(40, "drop pairs with a side longer than this many words", min=1)
     max_chars: int = param(300, "drop pairs with a side longer than this many characters", min=1)
@@ -95,6 +100,8 @@ class CleanConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
+    """The split stage: a seeded train/dev/test split, grouped by source sentence."""
+
     dev_size: float = param(
         150, "dev pairs: a count (>= 1) or a fraction of the corpus (< 1)", min=0
     )
@@ -106,6 +113,8 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
+    """The tokenize stage: SentencePiece models of both sides (<pad>=0 <unk>=1 <s>=2 </s>=3)."""
+
     model_type: str = param(
         "unigram", "SentencePiece algorithm", choices=("unigram", "bpe", "char", "word")
     )
@@ -118,6 +127,8 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The train stage: the encoder-decoder network (and pretrained vectors to start from)."""
+
     cell: str = param("lstm", "recurrent cell of encoder and decoder", choices=("lstm", "gru"))
     embedding_dim: int = param(128, "size of the subword embeddings", min=1)
     units: int = param(256, "decoder state size (the encoder matches it)", min=2)
@@ -173,6 +184,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The train stage: optimisation, stopping, length limits, transfer."""
+
     epochs: int = param(40, "maximum number of epochs", min=1)
     batch_size: int = param(32, "sentence pairs per batch", min=1)
     learning_rate: float = param(0.002, "Adam learning rate (the peak of a schedule)", min=0.0)
@@ -260,6 +273,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
+    """The evaluate stage: decoding of the test split."""
+
     batch_size: int = param(64, "sentences decoded per batch", min=1)
     beam_size: int = param(5, "beam search width (1 = greedy search)", min=1)
     length_penalty: float = param(
@@ -272,6 +287,8 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
+    """The export stage: the SavedModel for serving (greedy search inside the graph)."""
+
     max_len_ratio: float = param(
         2.0, "decode at most max_len_ratio * source pieces + 10 target pieces", min=0.1
     )

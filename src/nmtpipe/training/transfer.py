@@ -27,21 +27,12 @@ from nmtpipe.config import DataConfig, Params
 from nmtpipe.errors import ConfigError, DataError, ModelError, first_line
 from nmtpipe.fileio import sha256_file
 from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
+from nmtpipe.model.parts import FREEZE_LAYERS, STACKED
 from nmtpipe.modeldir import check_pair, load_model_dir
 from nmtpipe.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
-# Layers of each train.freeze part (Seq2Seq layer names; the encoder is "encoder"
-# when bidirectional, "encoder_rnn" otherwise; "attention" exists unless attention=none,
-# "tie_projection" with tie_embeddings when units != embedding_dim). Stacked layers 2..N
-# carry a suffix: encoder_2, decoder_rnn_3 (STACKED).
-FREEZE_LAYERS = {
-    "embeddings": ("src_embedding", "tgt_embedding"),
-    "encoder": ("encoder", "encoder_rnn"),
-    "decoder": ("decoder_rnn", "attention", "attention_combine", "tie_projection", "output_proj"),
-}
-STACKED = ("encoder", "encoder_rnn", "decoder_rnn")
 # Vocabulary-sized layers: which vocabulary, and the axis of their weights it indexes.
 VOCAB_AXES = {"src_embedding": ("src", 0), "tgt_embedding": ("tgt", 0), "output_proj": ("tgt", -1)}
 
