@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, run_nmtpipe
+from tests.conftest import ROOT, run_nmtpipe
 
 
 def error_lines(result) -> list[str]:

@@ -6,8 +6,7 @@ import yaml
 
 from nmtpipe.config import ModelConfig, Params, TrainConfig, load_params, params_from_dict
 from nmtpipe.errors import ConfigError
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 
 def test_repo_params_are_valid():

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .browser import probe_page, screenshot
-from .conftest import ROOT, run_nmtpipe
+from tests.browser import probe_page, screenshot
+from tests.conftest import ROOT, run_nmtpipe
 
 PROJECT_FILES = (
     "dvc.yaml",
@@ -68,7 +68,7 @@ def repo(
         else:
             shutil.copy(src, dest)
     corpus = repo.parent / "tiny.tsv"
-    from .conftest import sample_pairs
+    from tests.conftest import sample_pairs
 
     corpus.write_text("".join(f"{en}\t{es}\n" for en, es in sample_pairs(400)), encoding="utf-8")
     params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -29,8 +29,7 @@ from nmtpipe.corpus import sources
 from nmtpipe.corpus.split import split_corpus
 from nmtpipe.fileio import write_lines
 from nmtpipe.tokenizer import train_tokenizers
-
-from .conftest import sample_pairs
+from tests.conftest import sample_pairs
 
 GOOD = "".join(f"{en}\t{es}\n" for en, es in sample_pairs(300))
 

@@ -4,8 +4,7 @@ from nmtpipe.config import TokenizerConfig
 from nmtpipe.errors import DataError, ModelError
 from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
-
-from .conftest import sample_pairs
+from tests.conftest import sample_pairs
 
 
 @pytest.fixture

@@ -8,25 +8,33 @@ the key (and suggests the nearest known key for a typo).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nmtpipe.errors import ConfigError
-from nmtpipe.model.parts import FREEZE_LAYERS
+from nmtpipe.typedconfig import (  # noqa: F401  (to_dict, read_yaml: nmtpipe.config's API)
+    is_hex,
+    param,
+    parse_section,
+    read_yaml,
+    to_dict,
+    unknown_key,
+)
 
+# train.freeze: the Seq2Seq layers of each part. The encoder is "encoder" when
+# bidirectional, "encoder_rnn" otherwise; "attention" exists unless attention=none,
+# "tie_projection" with tie_embeddings when units != embedding_dim. Stacked layers 2..N
+# carry a suffix: encoder_2, decoder_rnn_3 (FREEZE_STACKED).
+FREEZE_LAYERS = {
+    "embeddings": ("src_embedding", "tgt_embedding"),
+    "encoder": ("encoder", "encoder_rnn"),
+    "decoder": ("decoder_rnn", "attention", "attention_combine", "tie_projection", "output_proj"),
+}
+FREEZE_STACKED = ("encoder", "encoder_rnn", "decoder_rnn")
 FREEZE_PARTS = tuple(FREEZE_LAYERS)
 LR_SCHEDULES = ("constant", "warmup_inverse_sqrt", "warmup_cosine", "plateau")
-
-
-def param(default: Any, help: str, *, choices=None, min=None, max=None):  # noqa: A002
-    """Declare a config key: default, one-line meaning, allowed values or range."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
-    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class DataConfig:
             raise ConfigError("data.url is empty but data.source is 'url'")
         if self.source == "opus" and not self.corpus:
             raise ConfigError("data.corpus is empty but data.source is 'opus'")
-        if self.sha256 and (len(self.sha256) != 64 or not _is_hex(self.sha256)):
+        if self.sha256 and (len(self.sha256) != 64 or not is_hex(self.sha256)):
             raise ConfigError(f"data.sha256 must be 64 hex digits, got {self.sha256!r}")
         needs_columns = self.source == "url" and "{lang}" not in self.url
         if needs_columns and not {self.src_lang, self.tgt_lang} <= set(self.columns):
@@ -306,60 +314,6 @@ class Params:
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
-def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def _unknown_key(name: str, known: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(name.split(".")[-1], known, n=1)
-    prefix = name.rsplit(".", 1)[0] + "." if "." in name else ""
-    hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown params key {name!r}{hint}")
-
-
-def _check_value(key: str, value: Any, kind: Any, meta: dict) -> Any:
-    """Check one value against its declared type and range; return it normalised."""
-    origin = typing.get_origin(kind)
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"params key {key!r} must be a list of strings, got {value!r}")
-        return tuple(value)
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, int | float) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }[kind]
-    if not ok:
-        raise ConfigError(f"params key {key!r} must be {kind.__name__}, got {value!r}")
-    if meta["choices"] and value not in meta["choices"]:
-        raise ConfigError(
-            f"params key {key!r} must be one of {list(meta['choices'])}, got {value!r}"
-        )
-    if meta["min"] is not None and value < meta["min"]:
-        raise ConfigError(f"params key {key!r} must be >= {meta['min']}, got {value!r}")
-    if meta["max"] is not None and value > meta["max"]:
-        raise ConfigError(f"params key {key!r} must be <= {meta['max']}, got {value!r}")
-    return value
-
-
-def parse_section(cls: type, raw: Any, section: str):
-    """Build the frozen config object `cls` from the mapping `raw` of params.yaml."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"params section {section!r} must be a mapping, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in raw.items():
-        name = f"{section}.{key}"
-        if key not in fields:
-            raise _unknown_key(name, list(fields))
-        values[key] = _check_value(name, value, hints[key], fields[key].metadata)
-    return cls(**values)
-
-
 def params_from_dict(raw: Any) -> Params:
     """Validate a whole params mapping (as read from params.yaml)."""
     if raw is None:
@@ -371,27 +325,9 @@ def params_from_dict(raw: Any) -> Params:
     parsed = {}
     for name, value in raw.items():
         if name not in sections:
-            raise _unknown_key(str(name), list(sections))
+            raise unknown_key(str(name), list(sections))
         parsed[name] = parse_section(hints[name], value, name)
     return Params(**parsed)
-
-
-def read_yaml(path: str | Path, what: str = "params file") -> Any:
-    """The data of a YAML file; a missing, non-UTF-8 or invalid file is a one-line ConfigError."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} not found") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}:{where}: {problem}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -402,11 +338,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return params_from_dict(raw)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
-
-
-def to_dict(config) -> dict:
-    """A config object as plain JSON-able data (tuples become lists)."""
-    return {
-        key: list(value) if isinstance(value, tuple) else value
-        for key, value in dataclasses.asdict(config).items()
-    }

@@ -11,6 +11,11 @@ model took about 10% less time (README "Benchmark").
 The weights, their names and the arithmetic are Keras' (a model saved with
 `keras.layers.LSTM` loads into these). With a GPU, cell dropout or GRU
 `reset_after=False`, the layers run Keras' own loop (cuDNN where it applies).
+
+Two Keras internals are used, each in one place, and tests/model/test_recurrent.py
+fails loudly when Keras changes them: `RNN.inner_loop` (the layer method the time
+loop runs in, overridden here) and `keras.src.backend.rnn` (Keras' masked time loop,
+which Keras 3 does not export; `time_loop` is its one caller).
 """
 
 from __future__ import annotations
@@ -18,7 +23,27 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src import backend as keras_backend  # backend.rnn: Keras' masked time loop
+
+
+def time_loop(step, inputs, states, layer, mask):
+    """Keras' masked time loop (`keras.src.backend.rnn`) with `layer`'s loop options.
+
+    step(x_t, states) -> (output_t, new states); inputs: batch x len x dim. Returns
+    (last output, outputs, final states), as `RNN.inner_loop` does.
+    """
+    from keras.src.backend import rnn  # private: no public equivalent in Keras 3
+
+    return rnn(
+        step,
+        inputs,
+        states,
+        go_backwards=layer.go_backwards,
+        mask=mask,
+        unroll=layer.unroll,
+        input_length=inputs.shape[1],
+        zero_output_for_mask=layer.zero_output_for_mask,
+        return_all_outputs=layer.return_sequences,
+    )
 
 
 class _HoistedInputLoop:
@@ -47,17 +72,7 @@ class _HoistedInputLoop:
         if mask is None and sequences.shape[1] == 1:  # one decoding step: no loop
             out, states = self._step(projected[:, 0], states)
             return out, out[:, None], states
-        return keras_backend.rnn(
-            self._step,
-            projected,
-            states,
-            go_backwards=self.go_backwards,
-            mask=mask,
-            unroll=self.unroll,
-            input_length=sequences.shape[1],
-            zero_output_for_mask=self.zero_output_for_mask,
-            return_all_outputs=self.return_sequences,
-        )
+        return time_loop(self._step, projected, states, self, mask)
 
 
 @keras.saving.register_keras_serializable(package="nmtpipe")
@@ -70,8 +85,10 @@ class LSTM(_HoistedInputLoop, keras.layers.LSTM):
     def _step(self, projected_x, states):
         cell, (h, c) = self.cell, states
         z = projected_x + ops.matmul(h, cell.recurrent_kernel)
-        c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=-1), c)
-        h = o * cell.activation(c)
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)  # Keras' gate order and arithmetic
+        i, f = cell.recurrent_activation(z_i), cell.recurrent_activation(z_f)
+        c = f * c + i * cell.activation(z_c)
+        h = cell.recurrent_activation(z_o) * cell.activation(c)
         return h, [h, c]
 
 

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nmtpipe.config import DataConfig, Params
+from nmtpipe.config import FREEZE_LAYERS, FREEZE_STACKED, DataConfig, Params
 from nmtpipe.errors import ConfigError, DataError, ModelError, first_line
 from nmtpipe.fileio import sha256_file
 from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
-from nmtpipe.model.parts import FREEZE_LAYERS, STACKED
 from nmtpipe.modeldir import check_pair, load_model_dir
 from nmtpipe.tokenizer import load_tokenizer
 
@@ -278,7 +277,7 @@ def _vector_line(path: Path, lineno: int, raw: bytes, dim: int) -> tuple[str, np
 def _base_name(name: str) -> str:
     """A stacked layer's name without its depth suffix (decoder_rnn_2 -> decoder_rnn)."""
     stem, _, depth = name.rpartition("_")
-    return stem if depth.isdigit() and stem in STACKED else name
+    return stem if depth.isdigit() and stem in FREEZE_STACKED else name
 
 
 def part_layers(model, part: str) -> list:

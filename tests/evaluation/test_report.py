@@ -7,9 +7,8 @@ import pandas as pd
 
 from nmtpipe.evaluation.report import Attention, ReportData, write_report
 from nmtpipe.evaluation.scoring import bleu_by_length, group_references, score_bleu, score_corpus
-
-from .browser import probe_page
-from .conftest import sample_pairs
+from tests.browser import probe_page
+from tests.conftest import sample_pairs
 
 BUCKETS = ((1, 5), (6, 10), (11, None))
 

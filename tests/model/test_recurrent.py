@@ -91,3 +91,30 @@ def test_cell_dropout_runs_keras_own_loop():
     theirs = twin(x, training=True)
     keras.utils.set_random_seed(3)
     np.testing.assert_allclose(layer(x, training=True), theirs, rtol=1e-6)
+
+
+def test_the_keras_internals_we_use_are_still_there():
+    """Fails loudly when Keras changes the two internals recurrent.py relies on: the
+    `RNN.inner_loop` method our layers override and `keras.src.backend.rnn`."""
+    import inspect
+
+    from keras.src.backend import rnn
+
+    for cls in (keras.layers.LSTM, keras.layers.GRU):
+        params = list(inspect.signature(cls.inner_loop).parameters)
+        assert params == ["self", "sequences", "initial_state", "mask", "training"], params
+    wanted = {"go_backwards", "mask", "unroll", "input_length", "zero_output_for_mask"}
+    assert wanted | {"return_all_outputs"} <= set(inspect.signature(rnn).parameters)
+    # the loop itself: a running sum; a masked step keeps the state and repeats the output
+    layer = recurrent.LSTM(2, return_sequences=True)
+    x = tf.constant(np.arange(1.0, 5.0, dtype="float32").reshape(1, 4, 1))
+    mask = tf.constant([[True, True, True, False]])
+    last, outputs, (total,) = recurrent.time_loop(
+        lambda x_t, states: (states[0] + x_t, [states[0] + x_t]),
+        x,
+        [tf.zeros((1, 1))],
+        layer,
+        mask,
+    )
+    assert outputs.numpy()[0, :, 0].tolist() == [1.0, 3.0, 6.0, 6.0]
+    assert float(total[0, 0]) == 6.0 and float(last[0, 0]) == 6.0

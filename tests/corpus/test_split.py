@@ -3,8 +3,7 @@ import pytest
 from nmtpipe.config import SplitConfig
 from nmtpipe.corpus.split import group_key, split_corpus
 from nmtpipe.errors import ConfigError
-
-from .conftest import sample_pairs
+from tests.conftest import sample_pairs
 
 
 def write_clean(clean, pairs):

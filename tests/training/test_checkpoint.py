@@ -27,8 +27,7 @@ from nmtpipe.model.losses import masked_loss
 from nmtpipe.model.seq2seq import build_model
 from nmtpipe.tokenizer import train_tokenizers
 from nmtpipe.training.checkpoint import TrainingState
-
-from .conftest import sample_pairs
+from tests.conftest import sample_pairs
 
 PARAMS = {  # a tiny model; no dev BLEU (tracing its decoder costs more than 3 epochs)
     "model": {"embedding_dim": 8, "units": 16},

@@ -9,8 +9,7 @@ import pytest
 from nmtpipe.config import DataConfig
 from nmtpipe.corpus.download import download_corpus
 from nmtpipe.errors import ConfigError, DataError
-
-from .conftest import sample_pairs
+from tests.conftest import sample_pairs
 
 
 def url_config(path, **kwargs) -> DataConfig:

@@ -31,8 +31,7 @@ from nmtpipe.model.seq2seq import build_model
 from nmtpipe.modeldir import load_model_dir, save_model_dir
 from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
 from nmtpipe.training.transfer import copy_weights, part_layers, pieces, prepare_model
-
-from .conftest import sample_pairs
+from tests.conftest import sample_pairs
 
 CFG = ModelConfig(embedding_dim=8, units=16, dropout=0.0)
 VOCAB = 150

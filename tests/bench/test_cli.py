@@ -13,8 +13,7 @@ from nmtpipe.fileio import write_json, write_lines
 from nmtpipe.model.seq2seq import build_model
 from nmtpipe.modeldir import save_model_dir
 from nmtpipe.tokenizer import train_tokenizers
-
-from .conftest import ROOT, run_nmtpipe, sample_pairs
+from tests.conftest import ROOT, run_nmtpipe, sample_pairs
 
 VOCAB = 120
 

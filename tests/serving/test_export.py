@@ -13,8 +13,7 @@ import pytest
 from nmtpipe.config import ExportConfig, ModelConfig, TokenizerConfig
 from nmtpipe.fileio import write_lines
 from nmtpipe.tokenizer import train_tokenizers
-
-from .conftest import run_nmtpipe, sample_pairs
+from tests.conftest import run_nmtpipe, sample_pairs
 
 SENTENCES = [
     "Where is the station?",

@@ -5,8 +5,7 @@ import pytest
 from nmtpipe.config import CleanConfig, DataConfig
 from nmtpipe.corpus.clean import clean_corpus
 from nmtpipe.errors import ConfigError, DataError
-
-from .conftest import ROOT, sample_pairs
+from tests.conftest import ROOT, sample_pairs
 
 FILTERS = ROOT / "pipeline" / "opusfilter.yaml"
 

@@ -10,8 +10,7 @@ import yaml
 
 from nmtpipe.config import load_params
 from nmtpipe.tools.preset import available, main
-
-from .conftest import ROOT, run_nmtpipe
+from tests.conftest import ROOT, run_nmtpipe
 
 PRESETS = ROOT / "pipeline" / "presets"
 
