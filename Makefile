@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run bench test check format clean-venv
+.PHONY: install run bench test test-fast check format params-doc clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ TEST_WORKERS ?= 2
 test: install  ## run the test suite, a test file per worker (TEST_WORKERS=0: all in this process)
 	pytest -n $(TEST_WORKERS) --dist loadfile
 
+test-fast: install  ## the fast tier: every test not marked slow (about 2 minutes on 2 cores)
+	pytest -n $(TEST_WORKERS) -m "not slow"
+
 check: install  ## lint and format check
 	ruff check src tests
 	ruff format --check src tests
@@ -35,6 +38,9 @@ check: install  ## lint and format check
 format: install
 	ruff format src tests
 	ruff check --fix src tests
+
+params-doc: install  ## regenerate docs/params.md and params.yaml's comments from config.py
+	nmtpipe params-doc
 
 clean-venv:
 	rm -rf $(VENV)

@@ -97,3 +97,11 @@ def test_no_module_is_over_400_lines():
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400
     }
     assert long == {}
+
+
+def test_the_readme_is_short_and_links_every_docs_page():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150
+    pages = sorted(path.name for path in (ROOT / "docs").glob("*.md"))
+    assert "params.md" in pages and "results.md" in pages
+    assert [page for page in pages if f"(docs/{page})" not in readme] == []

@@ -207,7 +207,7 @@ def test_a_param_change_reruns_only_what_depends_on_it(repo, change, expected):
 
 
 def test_compare_attention_experiments_with_dvc(repo):
-    """The README's experiment walkthrough: one exp per attention type, then compare."""
+    """The experiment walkthrough of docs/experiments.md: one exp per attention type, then compare."""
     for attention in ("bahdanau", "luong", "none"):
         run(
             ["dvc", "exp", "run", "-n", f"att-{attention}", "-S", f"model.attention={attention}"],

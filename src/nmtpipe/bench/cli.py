@@ -207,10 +207,7 @@ def explain(figures: dict) -> list[str]:
     lines += [
         f"the decoder's per-step matmul shape alone, in a sequential loop, runs at "
         f"{step['decoder_step_matmul_gflops']} GFLOP/s ({step['decoder_step_matmul_percent']}% "
-        "of the roof): the most a recurrent layer of this size gets here",
-        "what would close it: fewer, larger steps (a larger train.batch_size), fused kernels "
-        "(cuDNN recurrent layers on a GPU), or a Transformer, "
-        "whose layers are few large matmuls over all positions at once",
+        "of the roof)",
     ]
     return lines
 

@@ -6,7 +6,7 @@ layers project the whole input sequence with one matrix multiply before the loop
 (in training, the backward pass then also gets one large multiply for the kernel's
 gradient instead of one per step), and run a one-step sequence, as in decoding, as
 one cell step without a loop. On the 2-core CPU a training step of the Tatoeba
-model took about 10% less time (README "Benchmark").
+model took about 10% less time (docs/results.md).
 
 The weights, their names and the arithmetic are Keras' (a model saved with
 `keras.layers.LSTM` loads into these). With a GPU, cell dropout or GRU

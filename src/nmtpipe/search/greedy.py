@@ -12,20 +12,8 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from nmtpipe.model.ids import BOS_ID, EOS_ID
-from nmtpipe.search.loop import (
-    Growing,
-    PerRow,
-    PerRowList,
-    PerSentence,
-    decode_step,
-    drop_done,
-    encoder_inputs,
-    max_target_len,
-    pad_to,
-    search_loop,
-    source_lengths,
-    write_rows,
-)
+from nmtpipe.search import loop
+from nmtpipe.search.loop import Growing, PerRow, PerRowList, PerSentence
 
 
 class Greedy(NamedTuple):
@@ -47,10 +35,10 @@ def greedy_search(model, src: tf.Tensor, max_len_ratio: float) -> tf.Tensor:
     steps is at most the longest limit.
     """
     batch = tf.shape(src)[0]
-    enc, states = encoder_inputs(model, src)
+    enc, states = loop.encoder_inputs(model, src)
     start = Greedy(
         index=tf.range(batch),
-        limits=max_target_len(source_lengths(src), max_len_ratio),
+        limits=loop.max_target_len(loop.source_lengths(src), max_len_ratio),
         hyps=tf.zeros([batch, 0], tf.int32),
         tokens=tf.fill([batch], tf.constant(BOS_ID, tf.int32)),
         states=states,
@@ -58,21 +46,21 @@ def greedy_search(model, src: tf.Tensor, max_len_ratio: float) -> tf.Tensor:
     )
 
     def step(t, search, hyps):
-        logits, states = decode_step(model, search.tokens, search.enc, search.states)
+        logits, states = loop.decode_step(model, search.tokens, search.enc, search.states)
         tokens = tf.argmax(logits, axis=-1, output_type=tf.int32)  # n
         search = search._replace(
             hyps=tf.concat([search.hyps, tokens[:, None]], axis=1), tokens=tokens, states=states
         )
         done = tf.equal(tokens, EOS_ID) | (t + 1 >= search.limits)
-        return t + 1, *drop_done(search, hyps, done, _write_hyps)
+        return t + 1, *loop.drop_done(search, hyps, done, _write_hyps)
 
-    return search_loop(step, start, tf.zeros([batch, 0], tf.int32))
+    return loop.search_loop(step, start, tf.zeros([batch, 0], tf.int32))
 
 
 def _write_hyps(hyps: tf.Tensor, search: Greedy, done: tf.Tensor) -> tf.Tensor:
     """hyps (batch x steps) with the done sentences' hypotheses written in."""
-    hyps = pad_to(hyps, tf.shape(search.hyps)[1], EOS_ID)
-    return write_rows(hyps, search.index, search.hyps, done)
+    hyps = loop.pad_to(hyps, tf.shape(search.hyps)[1], EOS_ID)
+    return loop.write_rows(hyps, search.index, search.hyps, done)
 
 
 def hyp_lengths(hyps: tf.Tensor) -> tf.Tensor:
