@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import ROOT, run_nmtpipe
 
+pytestmark = pytest.mark.slow  # every test starts the `nmtpipe` command
+
 
 def error_lines(result) -> list[str]:
     return [line for line in result.stderr.decode().splitlines() if ": error: " in line]

@@ -341,6 +341,7 @@ def temporaries(project: Path, name: str) -> list[Path]:
     return [p for p in project.rglob(f".{name}.*") if ".tmp-" in p.name or ".scratch" in p.name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage, output", [("download", "raw"), ("clean", "clean")])
 def test_robustness_kill_data_stage_keeps_old_output_and_recovers(project, capsys, stage, output):
     big = project / "in/big.tsv"
@@ -382,6 +383,7 @@ def train_args() -> list[str]:
     return ["train", *paths.split()]
 
 
+@pytest.mark.slow
 def test_robustness_kill_train_leaves_no_model_and_recovers(tiny_training):
     project = tiny_training
     params = {"model": {"embedding_dim": 8, "units": 16}, "train": {"epochs": 200}}
@@ -399,37 +401,6 @@ def test_robustness_kill_train_leaves_no_model_and_recovers(tiny_training):
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     assert start(train_args(), project).wait() == 0
     assert (project / "model/model.keras").is_file() and not temporaries(project, "model")
-
-
-def test_robustness_training_twice_gives_identical_weights(tiny_training):
-    import keras
-    import numpy as np
-
-    import nmtpipe.model.seq2seq  # noqa: F401  (registers the model class)
-
-    params = {"model": {"embedding_dim": 8, "units": 16}, "train": {"epochs": 2}}
-    (tiny_training / "params.yaml").write_text(yaml.safe_dump(params))
-    weights = []
-    for run in ("a", "b"):
-        args = [
-            "train",
-            "--split",
-            "split",
-            "--tokenizers",
-            "tok",
-            "--out",
-            f"model-{run}",
-            "--live",
-            f"live-{run}",
-            "--checkpoints",
-            f"checkpoints-{run}",
-        ]
-        assert start(args, tiny_training).wait() == 0
-        model = keras.saving.load_model(tiny_training / f"model-{run}/model.keras", compile=False)
-        weights.append(model.get_weights())
-    assert len(weights[0]) == len(weights[1]) > 0
-    for a, b in zip(weights[0], weights[1], strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 # --- translate never crashes ---------------------------------------------------------------
@@ -465,6 +436,7 @@ def translate(model_dir: Path, data: bytes, *args: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_robustness_translate_hostile_input(model_dir):
     lines = [
         b"Hello.",
@@ -486,18 +458,21 @@ def test_robustness_translate_hostile_input(model_dir):
     assert "not valid UTF-8" in err and "longer than 256 pieces were truncated" in err
 
 
+@pytest.mark.slow
 def test_robustness_translate_missing_model(tmp_path):
     result = translate(tmp_path / "none", b"Hello.\n")
     assert result.returncode == 1 and result.stdout == b""
     assert "none/model.keras: trained model not found" in result.stderr.decode().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_robustness_translate_refuses_another_pair(model_dir):
     result = translate(model_dir, b"Hola.\n", "--src-lang", "es", "--tgt-lang", "en")
     assert result.returncode == 1 and result.stdout == b""
     assert "model translates en->es, not es->en" in result.stderr.decode().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_robustness_translate_corrupt_model(model_dir, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -34,6 +34,7 @@ FREEZE_LAYERS = {
 }
 FREEZE_STACKED = ("encoder", "encoder_rnn", "decoder_rnn")
 FREEZE_PARTS = tuple(FREEZE_LAYERS)
+PRETRAINED_VECTORS = ("src_embeddings", "tgt_embeddings")  # model.* keys read by training only
 LR_SCHEDULES = ("constant", "warmup_inverse_sqrt", "warmup_cosine", "plateau")
 
 
@@ -188,6 +189,10 @@ class ModelConfig:
             raise ConfigError(
                 f"model.units must be even with model.bidirectional, got {self.units}"
             )
+
+    def network(self) -> dict:
+        """The keys that shape the network (not the files its training starts from)."""
+        return {k: v for k, v in to_dict(self).items() if k not in PRETRAINED_VECTORS}
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ def pipeline(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     args = ["--model", str(pipeline / "model"), "--split", str(pipeline / "split")]
     args += ["--params", str(pipeline / "params.yaml"), "--metrics", str(pipeline / "metrics.json")]
@@ -96,6 +97,7 @@ def test_missing_metrics_are_reported_not_fatal(tmp_path, caplog):
     assert "none.json: no test scores" in caplog.text
 
 
+@pytest.mark.slow
 def test_bench_refuses_a_missing_model(pipeline, tmp_path):
     result = run_nmtpipe(
         "bench", "--model", str(tmp_path / "none"), "--params", str(pipeline / "params.yaml")

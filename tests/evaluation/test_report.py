@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from nmtpipe.evaluation.report import Attention, ReportData, write_report
 from nmtpipe.evaluation.scoring import bleu_by_length, group_references, score_bleu, score_corpus
@@ -77,6 +78,7 @@ def test_report_without_attention_says_so(tmp_path):
     assert "No attention weights (model.attention: luong)" in path.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_report_images_load_in_chromium(tmp_path):
     path = tmp_path / "report.html"
     write_report(path, _data())

@@ -106,6 +106,7 @@ def serve(exports: list[Path], requests: list[list[str]]) -> list[list[list[str]
     return json.loads(result.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_export_translates_like_greedy_search_without_nmtpipe(models, tmp_path):
     """A request's translations are translate_sentences', whatever the batching."""
     from nmtpipe.modeldir import load_model_dir
@@ -141,6 +142,7 @@ def test_export_translates_like_greedy_search_without_nmtpipe(models, tmp_path):
     assert served[0][0] != served[1][0]
 
 
+@pytest.mark.slow
 def test_export_without_a_model(tmp_path):
     (tmp_path / "params.yaml").write_text("{}\n")
     result = run_nmtpipe("export", "--model", "nomodel", "--out", "data/export", cwd=tmp_path)

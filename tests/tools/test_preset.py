@@ -88,6 +88,7 @@ def test_preset_again_changes_nothing(params_file, capsys):
     assert "0 value(s) changed" in capsys.readouterr().out.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_list_shows_presets_with_their_first_comment_line():
     presets = available(PRESETS)
     assert set(presets) >= {"tatoeba-en-es", "tatoeba-es-en"}
@@ -97,6 +98,7 @@ def test_list_shows_presets_with_their_first_comment_line():
     assert "tatoeba-es-en        Tatoeba Spanish->English" in result.stdout.decode()
 
 
+@pytest.mark.slow
 def test_unknown_preset_is_one_line_error(params_file):
     result = run_nmtpipe("preset", "tatoeba-en-fr", "--params", str(params_file), cwd=ROOT)
     assert result.returncode == 1 and result.stdout == b""
@@ -106,6 +108,7 @@ def test_unknown_preset_is_one_line_error(params_file):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "preset, message",
     [

@@ -217,6 +217,7 @@ def test_checkpoint_of_an_ended_run_trains_no_more_epochs(tmp_path, caplog):
     assert "resuming after epoch 4 of 10, where training had ended" in caplog.text
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_same_model_and_curves(project, killed):
     straight = train(project, "straight")
     assert "resuming" not in straight  # a fresh start says nothing special
@@ -239,6 +240,7 @@ def test_killed_training_resumes_to_the_same_model_and_curves(project, killed):
     assert list((project / "ckpt-straight").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_checkpoint_of_other_params_is_discarded(project, killed):
     params = {**PARAMS, "train": {**PARAMS["train"], "learning_rate": 0.01}}
     (project / "params-lr.yaml").write_text(yaml.safe_dump(params))

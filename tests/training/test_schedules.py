@@ -73,6 +73,7 @@ def tiny_model():
     return build_model(cfg, 30, 40)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["warmup_inverse_sqrt", "warmup_cosine"])
 def test_learning_rate_curve_follows_the_schedule_and_the_model_saves(tmp_path, schedule):
     data, steps = tiny_data()

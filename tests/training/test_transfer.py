@@ -160,6 +160,7 @@ def test_init_from_missing_or_other_pair_is_model_error(data):
         prepare_model(fresh(), es_en, data / "tok")
 
 
+@pytest.mark.slow
 def test_freeze_keeps_frozen_weights_through_training(data, caplog):
     from nmtpipe.training.train import train_model
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from nmtpipe.config import ModelConfig, parse_section, to_dict
+from nmtpipe.config import ModelConfig, parse_section
 from nmtpipe.model.attention import Attention
 from nmtpipe.model.ids import PAD_ID
 from nmtpipe.model.recurrent import GRU, LSTM
@@ -223,7 +223,7 @@ class Seq2Seq(keras.Model):
             "name": self.name,
             "src_vocab_size": self.src_vocab_size,
             "tgt_vocab_size": self.tgt_vocab_size,
-            "cfg": to_dict(self.cfg),
+            "cfg": self.cfg.network(),
         }
 
     @classmethod
