@@ -409,7 +409,7 @@ def test_robustness_kill_train_leaves_no_model_and_recovers(tiny_training):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """An untrained but complete en->es model directory (fast to build)."""
-    from nmtpipe.model.seq2seq import build_model
+    from nmtpipe.model.build import build_model
     from nmtpipe.modeldir import save_model_dir
 
     root = tmp_path_factory.mktemp("model")

@@ -3,7 +3,7 @@
 import numpy as np
 
 from nmtpipe.config import ModelConfig
-from nmtpipe.model.seq2seq import build_model
+from nmtpipe.model.build import build_model
 
 ATTENTIONS = [("luong", "general"), ("luong", "dot"), ("bahdanau", "general"), ("none", "dot")]
 STACKS = [("lstm", (1, 1)), ("lstm", (2, 2)), ("gru", (2, 2)), ("gru", (3, 2))]  # cell, depths

@@ -23,16 +23,20 @@ from nmtpipe.typedconfig import (  # noqa: F401  (to_dict, read_yaml: nmtpipe.co
     unknown_key,
 )
 
-# train.freeze: the Seq2Seq layers of each part. The encoder is "encoder" when
+# train.freeze: the layers of each part. Seq2Seq: the encoder is "encoder" when
 # bidirectional, "encoder_rnn" otherwise; "attention" exists unless attention=none,
-# "tie_projection" with tie_embeddings when units != embedding_dim. Stacked layers 2..N
+# "tie_projection" with tie_embeddings when units != embedding_dim. Transformer:
+# "encoder"/"decoder" layers, then "encoder_norm"/"decoder_norm". Stacked layers 2..N
 # carry a suffix: encoder_2, decoder_rnn_3 (FREEZE_STACKED).
 FREEZE_LAYERS = {
     "embeddings": ("src_embedding", "tgt_embedding"),
-    "encoder": ("encoder", "encoder_rnn"),
-    "decoder": ("decoder_rnn", "attention", "attention_combine", "tie_projection", "output_proj"),
+    "encoder": ("encoder", "encoder_rnn", "encoder_norm"),
+    "decoder": (
+        *("decoder", "decoder_rnn", "decoder_norm", "attention", "attention_combine"),
+        *("tie_projection", "output_proj"),
+    ),
 }
-FREEZE_STACKED = ("encoder", "encoder_rnn", "decoder_rnn")
+FREEZE_STACKED = ("encoder", "encoder_rnn", "decoder", "decoder_rnn")
 FREEZE_PARTS = tuple(FREEZE_LAYERS)
 PRETRAINED_VECTORS = ("src_embeddings", "tgt_embeddings")  # model.* keys read by training only
 LR_SCHEDULES = ("constant", "warmup_inverse_sqrt", "warmup_cosine", "plateau")
@@ -138,8 +142,17 @@ class TokenizerConfig:
 class ModelConfig:
     """The train stage: the encoder-decoder network (and pretrained vectors to start from)."""
 
+    arch: str = param(
+        "rnn",
+        "network: rnn (recurrent encoder-decoder, keys cell to luong_score and residual) | "
+        "transformer (pre-norm self-attention, keys heads to attention_dropout; its width is "
+        "embedding_dim)",
+        choices=("rnn", "transformer"),
+    )
     cell: str = param("lstm", "recurrent cell of encoder and decoder", choices=("lstm", "gru"))
-    embedding_dim: int = param(128, "size of the subword embeddings", min=1)
+    embedding_dim: int = param(
+        128, "size of the subword embeddings (arch=transformer: the model width)", min=1
+    )
     units: int = param(256, "decoder state size (the encoder matches it)", min=2)
     bidirectional: bool = param(True, "bidirectional encoder (units/2 per direction)")
     attention: str = param(
@@ -169,6 +182,11 @@ class ModelConfig:
     residual: bool = param(
         True, "stacked layers 2..N add their input to their output (residual connections)"
     )
+    heads: int = param(4, "arch=transformer: attention heads (divide embedding_dim)", min=1)
+    ff_dim: int = param(1024, "arch=transformer: width of the feed-forward sublayers", min=1)
+    attention_dropout: float = param(
+        0.1, "arch=transformer: dropout on the attention weights", min=0.0, max=0.9
+    )
     tie_embeddings: bool = param(
         False,
         "the output softmax uses the target embedding matrix (transposed, own bias); when "
@@ -185,6 +203,11 @@ class ModelConfig:
     )
 
     def __post_init__(self):
+        if self.arch == "transformer" and self.embedding_dim % self.heads:
+            raise ConfigError(
+                f"model.embedding_dim ({self.embedding_dim}) must be a multiple of model.heads "
+                f"({self.heads}) with model.arch transformer"
+            )
         if self.bidirectional and self.units % 2:
             raise ConfigError(
                 f"model.units must be even with model.bidirectional, got {self.units}"

@@ -21,7 +21,7 @@ from nmtpipe.tokenizer import load_tokenizer
 
 @dataclass
 class TrainedModel:
-    model: object  # nmtpipe.model.seq2seq.Seq2Seq
+    model: object  # an nmtpipe.model.layers.EncoderDecoder (Seq2Seq or Transformer)
     config: dict
     sp_src: object  # sentencepiece.SentencePieceProcessor
     sp_tgt: object
@@ -52,7 +52,7 @@ def load_model_dir(model_dir: Path) -> TrainedModel:
 
     import keras  # only now: TensorFlow takes seconds to import
 
-    import nmtpipe.model.seq2seq  # noqa: F401  (registers the custom layers)
+    import nmtpipe.model.build  # noqa: F401  (registers the custom layers)
 
     try:
         model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False, safe_mode=True)

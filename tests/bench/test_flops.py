@@ -6,7 +6,7 @@ import pytest
 
 from nmtpipe.bench.flops import forward_flops, train_step_flops
 from nmtpipe.config import ModelConfig
-from nmtpipe.model.seq2seq import build_model
+from nmtpipe.model.build import build_model
 
 
 @pytest.fixture(scope="module")

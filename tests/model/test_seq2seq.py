@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from nmtpipe.config import ModelConfig
+from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import masked_loss
-from nmtpipe.model.seq2seq import build_model
 from tests.tiny_models import ATTENTIONS, STACKS, batch, stack_ids, stacked, tiny
 
 

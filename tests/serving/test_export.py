@@ -53,8 +53,8 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int) -> Path:
     import keras
 
     from nmtpipe.dataset import encode_pairs, make_train_dataset
+    from nmtpipe.model.build import build_model
     from nmtpipe.model.losses import masked_loss
-    from nmtpipe.model.seq2seq import build_model
     from nmtpipe.modeldir import save_model_dir
     from nmtpipe.tokenizer import load_tokenizer
 

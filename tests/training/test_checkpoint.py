@@ -23,8 +23,8 @@ from nmtpipe.config import ModelConfig, SplitConfig, TokenizerConfig
 from nmtpipe.corpus.split import split_corpus
 from nmtpipe.dataset import make_train_dataset
 from nmtpipe.fileio import write_lines
+from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import masked_loss
-from nmtpipe.model.seq2seq import build_model
 from nmtpipe.tokenizer import train_tokenizers
 from nmtpipe.training.checkpoint import TrainingState
 from tests.conftest import sample_pairs
@@ -94,7 +94,7 @@ def killed(project) -> Path:
 
 
 def weights(model_dir: Path) -> list[np.ndarray]:
-    import nmtpipe.model.seq2seq  # noqa: F401  (registers the model class)
+    import nmtpipe.model.build  # noqa: F401  (registers the model classes)
 
     return keras.saving.load_model(model_dir / "model.keras", compile=False).get_weights()
 

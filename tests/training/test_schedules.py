@@ -11,7 +11,7 @@ import pytest
 from nmtpipe.config import ModelConfig, TrainConfig
 from nmtpipe.dataset import batches_per_epoch, make_dataset
 from nmtpipe.errors import ConfigError
-from nmtpipe.model.seq2seq import build_model
+from nmtpipe.model.build import build_model
 from nmtpipe.training.callbacks import LearningRate
 from nmtpipe.training.schedules import WarmupInverseSqrt, learning_rate, schedule_callbacks
 from nmtpipe.training.train import compile_model

@@ -27,7 +27,7 @@ from nmtpipe.config import (
 from nmtpipe.corpus.split import split_corpus
 from nmtpipe.errors import ConfigError, DataError, ModelError
 from nmtpipe.fileio import sha256_file, write_lines
-from nmtpipe.model.seq2seq import build_model
+from nmtpipe.model.build import build_model
 from nmtpipe.modeldir import load_model_dir, save_model_dir
 from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
 from nmtpipe.training.transfer import copy_weights, part_layers, pieces, prepare_model

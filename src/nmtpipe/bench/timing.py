@@ -15,8 +15,8 @@ import tensorflow as tf
 from keras import ops
 
 from nmtpipe.bench.flops import forward_flops
+from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import masked_loss
-from nmtpipe.model.seq2seq import build_model
 from nmtpipe.search.decoders import SearchSettings
 from nmtpipe.serving.translate import translate_sentences
 from nmtpipe.training.train import compile_model, set_determinism

@@ -145,7 +145,7 @@ def _read_json(path: Path | None) -> dict | None:
 def attention_examples(trained, sources: list[str], hyps: list[str]) -> list[Attention]:
     """Attention weights of the first few test translations of 4 to 16 source pieces
     (and at most 40 output pieces, so that the heat maps stay readable)."""
-    if trained.model.attention is None:
+    if not trained.model.attends:
         return []
     examples = []
     for source, hyp in zip(sources, hyps, strict=True):

@@ -21,9 +21,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from nmtpipe.config import ModelConfig, parse_section
+from nmtpipe.config import ModelConfig
 from nmtpipe.model.attention import Attention
 from nmtpipe.model.ids import PAD_ID
+from nmtpipe.model.layers import EncoderDecoder, TiedOutput
 from nmtpipe.model.recurrent import GRU, LSTM
 
 CELLS = {"lstm": LSTM, "gru": GRU}  # keras' layers with a faster CPU loop
@@ -35,36 +36,7 @@ def _nth(name: str, i: int) -> str:
 
 
 @keras.saving.register_keras_serializable(package="nmtpipe")
-class TiedOutput(keras.layers.Layer):
-    """Output projection whose kernel is the target embedding matrix: logits = x E^T + b.
-
-    The layer owns only its bias; the embedding matrix is passed in at every call,
-    so the variable is shared, not copied (Press & Wolf, 2017).
-
-    Args:
-        vocab_size: number of target pieces (rows of the embedding matrix).
-    """
-
-    def __init__(self, vocab_size: int, **kwargs):
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-
-    def build(self, x_shape, embeddings_shape=None):
-        self.bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros", name="bias")
-
-    def call(self, x, embeddings):
-        """x: batch x len x dim, embeddings: vocab x dim -> logits batch x len x vocab."""
-        return ops.matmul(x, ops.transpose(embeddings)) + self.bias
-
-    def compute_output_shape(self, x_shape, embeddings_shape=None):
-        return (*x_shape[:-1], self.vocab_size)
-
-    def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size}
-
-
-@keras.saving.register_keras_serializable(package="nmtpipe")
-class Seq2Seq(keras.Model):
+class Seq2Seq(EncoderDecoder):
     """Attention encoder-decoder over subword ids (pad id 0).
 
     Args:
@@ -74,8 +46,7 @@ class Seq2Seq(keras.Model):
     """
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, cfg: ModelConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.src_vocab_size, self.tgt_vocab_size, self.cfg = src_vocab_size, tgt_vocab_size, cfg
+        super().__init__(src_vocab_size, tgt_vocab_size, cfg, **kwargs)
         self.layer_states = 2 if cfg.cell == "lstm" else 1  # state tensors per decoder layer
         self.n_states = cfg.decoder_layers * self.layer_states  # the flat decoder state list
 
@@ -97,6 +68,10 @@ class Seq2Seq(keras.Model):
             )
         self.dropout = keras.layers.Dropout(cfg.dropout, name="dropout")
         self.tie_projection, self.output_proj = self._output_layers()
+
+    @property
+    def attends(self) -> bool:
+        return self.attention is not None
 
     def _encoder_layer(self, i: int):
         """Encoder layer i (from 1): "encoder[_i]" if bidirectional, else "encoder_rnn[_i]"."""
@@ -202,37 +177,3 @@ class Seq2Seq(keras.Model):
         if self.tie_projection is not None:
             x = self.tie_projection(x)  # batch x tgt_len x embedding_dim
         return self.output_proj(x, self.tgt_embedding.embeddings)
-
-    def call(self, inputs, training=False):
-        """Teacher forcing: inputs = (src, tgt_in) -> logits batch x tgt_len x vocab."""
-        src, tgt_in = inputs
-        enc_out, enc_mask, states = self.encode(src, training=training)
-        logits, _, _ = self.decode(tgt_in, enc_out, enc_mask, states, training=training)
-        return logits
-
-    def build(self, input_shape=None):
-        """Create every weight by running on a dummy batch (also used when loading)."""
-        if self.built:
-            return
-        dummy = ops.ones((1, 2), dtype="int32")
-        self.call((dummy, dummy))  # builds each sublayer through its own __call__
-        self.built = True
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "src_vocab_size": self.src_vocab_size,
-            "tgt_vocab_size": self.tgt_vocab_size,
-            "cfg": self.cfg.network(),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**{**config, "cfg": parse_section(ModelConfig, config["cfg"], "model")})
-
-
-def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
-    """The model described by `cfg`, with all weights created."""
-    model = Seq2Seq(src_vocab_size, tgt_vocab_size, cfg, name="seq2seq")
-    model.build()
-    return model

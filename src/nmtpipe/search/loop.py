@@ -100,10 +100,13 @@ def drop_done(search: NamedTuple, out, done: tf.Tensor, write, beam_size: int = 
 
 def shape_invariants(state: NamedTuple) -> NamedTuple:
     """The shapes of a search state (or result) that hold on every step: sentences leave
-    (first axis) and Growing fields grow by one piece (last axis)."""
+    (first axis), Growing fields grow by one piece (last axis), and a decoder's carried
+    state may grow along any axis but its last (a Transformer's key/value cache)."""
     axes = field_axes(type(state))
 
     def relax(axis: Axis, x: tf.Tensor) -> tf.TensorShape:
+        if axis is Axis.ROW:
+            return tf.TensorShape([None] * (x.shape.rank - 1) + list(x.shape[-1:]))
         dims = [None, *x.shape[1:]]
         return tf.TensorShape(dims[:-1] + [None] if axis is Axis.GROWING else dims)
 

@@ -16,8 +16,8 @@ from nmtpipe.evaluation.scoring import group_references
 from nmtpipe.fileio import atomic_dir, read_split
 from nmtpipe.layout import SIDES, tokenizer_file
 from nmtpipe.logs import progress_enabled
+from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import CrossEntropy, masked_accuracy, training_loss
-from nmtpipe.model.seq2seq import build_model
 from nmtpipe.modeldir import save_model_dir
 from nmtpipe.tokenizer import load_tokenizer
 from nmtpipe.training.callbacks import DevBleu, LearningRate, Throughput

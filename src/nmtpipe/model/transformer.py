@@ -1,0 +1,244 @@
+"""The Transformer encoder-decoder (Vaswani et al., 2017), pre-norm, for cached decoding.
+
+Token embeddings (scaled by sqrt(width)) plus sinusoidal positions feed a stack of
+pre-norm encoder layers (self-attention, feed-forward; each `x + dropout(f(norm(x)))`)
+and a stack of pre-norm decoder layers (masked self-attention, cross-attention,
+feed-forward), each stack ending in a layer norm. The width is `model.embedding_dim`.
+
+Decoding one token at a time carries, per decoder layer, the projected self-attention
+keys and values of the pieces so far (the flat state list [k_1, v_1, k_2, v_2, ...],
+each batch x t x width): `decode` appends the new pieces' keys and values and attends
+over all of them, so a step costs one position, not the whole prefix. The
+cross-attention keys and values depend on the source only: `attention_keys` projects
+them once for all decoder layers. Target padding needs no mask: it only follows the
+last real piece, and causal attention never lets a real position see it. This
+module does no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from nmtpipe.config import ModelConfig
+from nmtpipe.model.ids import PAD_ID
+from nmtpipe.model.layers import EncoderDecoder, TiedOutput
+
+
+def positions(start, length, width: int):
+    """Sinusoidal position encodings of positions start..start+length-1: length x width."""
+    pos = ops.cast(ops.arange(length), "float32") + ops.cast(start, "float32")
+    rates = ops.exp(ops.arange(0, width, 2, dtype="float32") * (-math.log(10000.0) / width))
+    angles = pos[:, None] * rates[None, :]  # length x width/2
+    return ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="nmtpipe")
+class HeadAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention over keys and values projected beforehand.
+
+    `project_kv` projects keys and values (so a decoder can keep them: the cache, or
+    the encoder's once per source); `call` projects the query and attends.
+
+    Args:
+        width: model width (a multiple of heads).
+        heads: attention heads.
+        dropout: dropout on the attention weights.
+    """
+
+    def __init__(self, width: int, heads: int, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.heads, self.dropout_rate = width, heads, dropout
+        self.query = keras.layers.Dense(width, name="query")
+        self.key = keras.layers.Dense(width, name="key")
+        self.value = keras.layers.Dense(width, name="value")
+        self.out = keras.layers.Dense(width, name="out")
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+
+    def build(self, query_shape, kv_shape=None, mask_shape=None):
+        for dense in (self.query, self.key, self.value, self.out):
+            if not dense.built:  # project_kv may have built key and value already
+                dense.build(query_shape)
+
+    def project_kv(self, x):
+        """x: batch x len x width -> (keys, values), batch x len x width each."""
+        return self.key(x), self.value(x)
+
+    def _split(self, x):
+        """batch x len x width -> batch x heads x len x width/heads."""
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (batch, length, self.heads, self.width // self.heads))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def call(self, query, kv, mask, training=False):
+        """query: batch x q_len x width; kv: (keys, values) from project_kv, batch x k_len x
+        width; mask: True where a query may attend, broadcastable to batch x q_len x k_len.
+
+        Returns the output (batch x q_len x width) and the weights averaged over heads
+        (batch x q_len x k_len).
+        """
+        q, k, v = (self._split(x) for x in (self.query(query), *kv))
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(self.width // self.heads)
+        scores = ops.cast(scores, "float32")  # softmax in float32 under mixed precision
+        scores = ops.where(ops.expand_dims(mask, 1), scores, ops.full_like(scores, -1e9))
+        weights = ops.softmax(scores, axis=-1)  # batch x heads x q_len x k_len
+        context = ops.matmul(ops.cast(self.dropout(weights, training=training), v.dtype), v)
+        context = ops.transpose(context, (0, 2, 1, 3))  # batch x q_len x heads x width/heads
+        batch, length = ops.shape(context)[0], ops.shape(context)[1]
+        out = self.out(ops.reshape(context, (batch, length, self.width)))
+        return out, ops.mean(weights, axis=1)
+
+    def get_config(self):
+        config = {"width": self.width, "heads": self.heads, "dropout": self.dropout_rate}
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="nmtpipe")
+class TransformerLayer(keras.layers.Layer):
+    """One pre-norm layer: self-attention, cross-attention (decoder only), feed-forward.
+
+    Args:
+        width, heads, ff_dim: model width, attention heads, feed-forward width.
+        dropout: on each sublayer's output before the residual sum.
+        attention_dropout: on the attention weights.
+        cross: a decoder layer (with cross-attention over the encoder output).
+    """
+
+    def __init__(self, width, heads, ff_dim, dropout, attention_dropout, cross, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.heads, self.ff_dim, self.cross = width, heads, ff_dim, cross
+        self.dropout_rate, self.attention_dropout = dropout, attention_dropout
+        self.self_attention = HeadAttention(width, heads, attention_dropout, name="self_attention")
+        self.self_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="self_norm")
+        self.cross_attention = self.cross_norm = None
+        if cross:
+            self.cross_attention = HeadAttention(
+                width, heads, attention_dropout, name="cross_attention"
+            )
+            self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="cross_norm")
+        self.ff_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ff_norm")
+        self.ff_in = keras.layers.Dense(ff_dim, activation="relu", name="ff_in")
+        self.ff_out = keras.layers.Dense(width, name="ff_out")
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+
+    def call(self, x, self_mask, cache=None, cross_kv=None, cross_mask=None, training=False):
+        """x: batch x len x width. cache: (keys, values) of earlier positions (decoder) or
+        None; cross_kv: the encoder output's projected (keys, values) (decoder).
+
+        Returns x, this layer's self-attention (keys, values) including x's positions,
+        and the cross-attention weights (None in the encoder).
+        """
+        h = self.self_norm(x)
+        k, v = self.self_attention.project_kv(h)
+        if cache is not None:
+            k, v = ops.concatenate([cache[0], k], axis=1), ops.concatenate([cache[1], v], axis=1)
+        out, _ = self.self_attention(h, (k, v), self_mask, training=training)
+        x = x + self.dropout(out, training=training)
+        weights = None
+        if self.cross:
+            out, weights = self.cross_attention(
+                self.cross_norm(x), cross_kv, cross_mask, training=training
+            )
+            x = x + self.dropout(out, training=training)
+        out = self.ff_out(self.dropout(self.ff_in(self.ff_norm(x)), training=training))
+        return x + self.dropout(out, training=training), (k, v), weights
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "width": self.width,
+            "heads": self.heads,
+            "ff_dim": self.ff_dim,
+            "dropout": self.dropout_rate,
+            "attention_dropout": self.attention_dropout,
+            "cross": self.cross,
+        }
+
+
+@keras.saving.register_keras_serializable(package="nmtpipe")
+class Transformer(EncoderDecoder):
+    """Pre-norm Transformer encoder-decoder over subword ids (pad id 0); see the module
+    docstring. Layer names: encoder, encoder_2, ... and decoder, decoder_2, ...; the
+    stacks end in encoder_norm and decoder_norm."""
+
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, cfg: ModelConfig, **kwargs):
+        super().__init__(src_vocab_size, tgt_vocab_size, cfg, **kwargs)
+        width = cfg.embedding_dim
+        self.n_states = 2 * cfg.decoder_layers  # keys and values per decoder layer
+        self.src_embedding = keras.layers.Embedding(src_vocab_size, width, name="src_embedding")
+        self.tgt_embedding = keras.layers.Embedding(tgt_vocab_size, width, name="tgt_embedding")
+        self.encoder_stack = [self._layer("encoder", i, False) for i in range(cfg.encoder_layers)]
+        self.decoder_stack = [self._layer("decoder", i, True) for i in range(cfg.decoder_layers)]
+        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
+        self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")
+        self.dropout = keras.layers.Dropout(cfg.dropout, name="dropout")
+        self.output_proj = (
+            TiedOutput(tgt_vocab_size, name="output_proj")
+            if cfg.tie_embeddings
+            else keras.layers.Dense(tgt_vocab_size, name="output_proj")
+        )
+
+    def _layer(self, stack: str, i: int, cross: bool) -> TransformerLayer:
+        cfg = self.cfg
+        return TransformerLayer(
+            cfg.embedding_dim,
+            cfg.heads,
+            cfg.ff_dim,
+            cfg.dropout,
+            cfg.attention_dropout,
+            cross,
+            name=stack if i == 0 else f"{stack}_{i + 1}",
+        )
+
+    def _embed(self, embedding, ids, start, training):
+        """ids (batch x len) at positions start.. -> batch x len x width, with dropout."""
+        width = self.cfg.embedding_dim
+        x = embedding(ids) * math.sqrt(width)
+        x = x + ops.cast(positions(start, ops.shape(ids)[1], width), x.dtype)[None]
+        return self.dropout(x, training=training)
+
+    def encode(self, src, training=False):
+        """src: batch x src_len ids -> (enc_out batch x src_len x width, mask, empty caches)."""
+        mask = ops.not_equal(src, PAD_ID)  # batch x src_len
+        x = self._embed(self.src_embedding, src, 0, training)
+        for layer in self.encoder_stack:
+            x, _, _ = layer(x, mask[:, None, :], training=training)
+        empty = ops.zeros((ops.shape(src)[0], 0, self.cfg.embedding_dim), dtype=x.dtype)
+        return self.encoder_norm(x), mask, [empty] * self.n_states
+
+    def attention_keys(self, enc_out):
+        """Every decoder layer's cross-attention keys and values of enc_out, side by side:
+        batch x src_len x (2 * decoder_layers * width)."""
+        kv = [t for layer in self.decoder_stack for t in layer.cross_attention.project_kv(enc_out)]
+        return ops.concatenate(kv, axis=-1)
+
+    def decode(self, tgt_in, enc_out, enc_mask, states, training=False, enc_keys=None):
+        """Run the decoder over tgt_in (batch x tgt_len) after the cached pieces in `states`.
+
+        Returns logits (batch x tgt_len x vocab), the states with tgt_in's keys and values
+        appended, and the last layer's cross-attention weights averaged over heads
+        (batch x tgt_len x src_len).
+        """
+        start, length = ops.shape(states[0])[1], ops.shape(tgt_in)[1]
+        if enc_keys is None:
+            enc_keys = self.attention_keys(enc_out)
+        cross_kv = ops.split(enc_keys, 2 * len(self.decoder_stack), axis=-1)
+        query_pos = ops.arange(length) + start
+        causal = ops.arange(start + length)[None, :] <= query_pos[:, None]  # len x (start+len)
+        x, new_states, weights = self._embed(self.tgt_embedding, tgt_in, start, training), [], None
+        for i, layer in enumerate(self.decoder_stack):
+            x, kv, weights = layer(
+                x,
+                causal[None],
+                cache=states[2 * i : 2 * i + 2],
+                cross_kv=cross_kv[2 * i : 2 * i + 2],
+                cross_mask=enc_mask[:, None, :],
+                training=training,
+            )
+            new_states += kv
+        x = self.decoder_norm(x)
+        if self.cfg.tie_embeddings:
+            return self.output_proj(x, self.tgt_embedding.embeddings), new_states, weights
+        return self.output_proj(x), new_states, weights
