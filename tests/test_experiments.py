@@ -30,6 +30,10 @@ def test_compare_attention_experiments_with_dvc(repo):
             ["dvc", "exp", "run", "-n", f"att-{attention}", "-S", f"model.attention={attention}"],
             repo,
         )
+    # the other architecture, end to end (train, evaluate, export) through the same stages
+    transformer = ["model.arch=transformer", "model.embedding_dim=16", "model.heads=2"]
+    result = run(["dvc", "exp", "run", "-n", "transformer", *(f"-S{s}" for s in transformer)], repo)
+    assert stages_run(result.stdout) == {"train", "evaluate", "export"}
     table = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     rows = {}
     for commit in table:
@@ -37,7 +41,8 @@ def test_compare_attention_experiments_with_dvc(repo):
             run_data = exp["revs"][0]["data"]
             params = run_data["params"]["params.yaml"]["data"]["model"]
             metrics = run_data["metrics"]["reports/metrics.json"]["data"]
-            rows[exp["name"]] = (params["attention"], metrics["bleu"], metrics["chrf"])
+            rows[exp["name"]] = (params["attention"], metrics["bleu"], params["arch"])
+    assert rows["transformer"][2] == "transformer" and rows["transformer"][1] >= 0  # scored
     assert {rows[f"att-{a}"][0] for a in ("bahdanau", "luong", "none")} == {
         "bahdanau",
         "luong",

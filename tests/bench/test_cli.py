@@ -40,6 +40,10 @@ def pipeline(tmp_path_factory):
     }
     (root / "model").mkdir()
     save_model_dir(root / "model", build_model(model_cfg, VOCAB, VOCAB), config, root / "tok")
+    cfg = ModelConfig(arch="transformer", embedding_dim=16, heads=2, ff_dim=32, decoder_layers=2)
+    (root / "transformer").mkdir()
+    config = {**config, "model": to_dict(cfg)}
+    save_model_dir(root / "transformer", build_model(cfg, VOCAB, VOCAB), config, root / "tok")
     signature = {"bleu": "nrefs:1|tok:13a", "chrf": "nrefs:1|nc:6"}
     write_json(root / "metrics.json", {"bleu": 1.5, "chrf": 12.25, "signature": signature})
     shutil.copyfile(ROOT / "params.yaml", root / "params.yaml")
@@ -89,6 +93,22 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     assert any(line.startswith("time.encoder: ") and "GFLOP/s" in line for line in out)
     assert all(": " in line for line in out)
     assert list(dict.fromkeys(line.split(".")[0].split(":")[0] for line in out)) == sections
+
+
+@pytest.mark.slow
+def test_bench_times_a_transformer_by_its_parts(pipeline, capsys):
+    args = ["--model", str(pipeline / "transformer"), "--split", str(pipeline / "split")]
+    args += ["--params", str(pipeline / "params.yaml"), "--metrics", str(pipeline / "metrics.json")]
+    args += ["--train-batches", "2", "--warmup-batches", "2", "--rounds", "1"]
+    args += ["--sentences", "4", "--batch-size", "4", "--beam", "2"]
+    main([*args, "--json", str(pipeline / "bench-transformer.json")])
+    figures = json.loads((pipeline / "bench-transformer.json").read_text())
+    time = figures["time"]
+    assert set(time) == {"encoder", "decoder", "backward", "optimizer_and_overhead"}
+    forward = time["encoder"]["gflop"] + time["decoder"]["gflop"]
+    assert forward > 0 and time["backward"]["gflop"] == pytest.approx(2 * forward, rel=1e-2)
+    assert figures["train"]["gflops"] > 0 and figures["translate"]["beam2_sentences_per_s"] > 0
+    assert "transformer, 1 encoder / 2 decoder layers" in figures["model"]["architecture"]
 
 
 def test_missing_metrics_are_reported_not_fatal(tmp_path, caplog):

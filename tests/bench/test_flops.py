@@ -55,3 +55,19 @@ def test_gru_has_three_gate_blocks():
     cfg = ModelConfig(cell="gru", embedding_dim=8, units=16, bidirectional=False)
     parts = forward_flops(build_model(cfg, 30, 40), 2, 5, 3)
     assert parts["encoder"] == 5 * 2 * 2 * 3 * 16 * (8 + 16)
+
+
+def test_transformer_flops_by_hand():
+    cfg = ModelConfig(arch="transformer", embedding_dim=8, heads=2, ff_dim=12, decoder_layers=2)
+    model = build_model(cfg, 30, 40)
+    b, s, t, w, f = 2, 5, 3, 8, 12
+    parts = forward_flops(model, b, s, t)
+    encoder_layer = 4 * 2 * b * s * w * w + 2 * (2 * b * s * s * w) + 2 * (2 * b * s * w * f)
+    assert parts["encoder"] == encoder_layer  # one encoder layer (the default)
+    self_and_ff = 4 * 2 * b * t * w * w + 2 * (2 * b * t * t * w) + 2 * (2 * b * t * w * f)
+    cross = 2 * (2 * b * t * w * w) + 2 * (2 * b * s * w * w) + 2 * (2 * b * t * s * w)
+    assert parts["decoder"] == 2 * (self_and_ff + cross) + 2 * b * t * w * 40
+    shapes = {w.path: tuple(w.shape) for w in model.weights}
+    assert shapes["transformer/decoder_2/cross_attention/key/kernel"] == (8, 8)
+    assert shapes["transformer/encoder/ff_in/kernel"] == (8, 12)
+    assert shapes["transformer/output_proj/kernel"] == (8, 40)

@@ -59,7 +59,8 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_array_equal(
         np.asarray(loaded((src, tgt_in))), np.asarray(model((src, tgt_in)))
     )
-    assert [w.name for w in loaded.weights] == [w.name for w in model.weights]
+    assert [w.path for w in loaded.weights] == [w.path for w in model.weights]
+    assert len({w.path for w in model.weights}) == len(model.weights)  # each in its own scope
 
 
 def test_beam_of_one_is_greedy_and_greedy_follows_the_argmax():

@@ -323,6 +323,19 @@ def test_freeze_parts_cover_stacked_and_tied_layers():
     }
 
 
+def test_freeze_parts_cover_every_transformer_layer():
+    cfg = ModelConfig(arch="transformer", embedding_dim=8, heads=2, ff_dim=16, encoder_layers=2)
+    model = fresh(cfg)
+    names = {part: [layer.name for layer in part_layers(model, part)] for part in FREEZE_PARTS}
+    assert names == {
+        "embeddings": ["src_embedding", "tgt_embedding"],
+        "encoder": ["encoder", "encoder_2", "encoder_norm"],
+        "decoder": ["decoder", "decoder_norm", "output_proj"],
+    }
+    frozen = {layer.name for part in FREEZE_PARTS for layer in part_layers(model, part)}
+    assert frozen == {layer.name for layer in model.layers if layer.weights}
+
+
 def test_copy_weights_of_stacked_and_tied_models():
     identity = {side: (np.arange(VOCAB), np.arange(VOCAB)) for side in ("src", "tgt")}
     keras.utils.set_random_seed(1)

@@ -106,9 +106,7 @@ def run_bench(args, params) -> dict:
         train_cfg = dataclasses.replace(train_cfg, batch_size=args.train_batch_size)
     model = training_model(trained, model_cfg, train_cfg)
     log.info("measuring the matmul roof")
-    roof = Roof(
-        train_cfg.batch_size, model_cfg.embedding_dim, model_cfg.units, GATES[model_cfg.cell]
-    )
+    roof = Roof(train_cfg.batch_size, *roof_shape(model_cfg))
     roof.measure()
     count = args.warmup_batches + args.train_batches
     batches = train_batches(trained, args.split, train_cfg, count)
@@ -131,23 +129,43 @@ def run_bench(args, params) -> dict:
     return {name: figures[name] for name in SECTIONS}
 
 
+def roof_shape(cfg) -> tuple[int, int, int]:
+    """(input width, units, gate blocks) of the step matmul the roof also samples: the RNN
+    decoder's per-step matmul, or a Transformer's feed-forward input (width x 4 width)."""
+    if cfg.arch == "transformer":
+        return cfg.embedding_dim, cfg.embedding_dim, 2
+    return cfg.embedding_dim, cfg.units, GATES[cfg.cell]
+
+
 def describe(model_dir: Path, trained, model_cfg, train_cfg, model) -> dict:
     """What is being measured: the model directory, pair, architecture and batch size."""
+    if model_cfg.arch == "transformer":
+        architecture = (
+            f"transformer, {model_cfg.encoder_layers} encoder / {model_cfg.decoder_layers} "
+            f"decoder layers, width {model_cfg.embedding_dim}, {model_cfg.heads} heads, "
+            f"feed-forward {model_cfg.ff_dim}"
+        )
+    else:
+        architecture = rnn_architecture(model_cfg)
+    return {
+        "dir": str(model_dir),
+        "pair": f"{trained.config.get('src_lang')}->{trained.config.get('tgt_lang')}",
+        "architecture": f"{architecture}, vocabularies "
+        f"{model.src_vocab_size}/{model.tgt_vocab_size}",
+        "parameters": int(model.count_params()),
+        "train_batch_size": train_cfg.batch_size,
+    }
+
+
+def rnn_architecture(model_cfg) -> str:
     attention = model_cfg.attention + (
         f" ({model_cfg.luong_score})" if model_cfg.attention == "luong" else ""
     )
     encoder = "bidirectional " if model_cfg.bidirectional else ""
-    return {
-        "dir": str(model_dir),
-        "pair": f"{trained.config.get('src_lang')}->{trained.config.get('tgt_lang')}",
-        "architecture": (
-            f"{encoder}{model_cfg.cell} encoder, units {model_cfg.units}, embeddings "
-            f"{model_cfg.embedding_dim}, attention {attention}, vocabularies "
-            f"{model.src_vocab_size}/{model.tgt_vocab_size}"
-        ),
-        "parameters": int(model.count_params()),
-        "train_batch_size": train_cfg.batch_size,
-    }
+    return (
+        f"{encoder}{model_cfg.cell} encoder, units {model_cfg.units}, embeddings "
+        f"{model_cfg.embedding_dim}, attention {attention}"
+    )
 
 
 def train_figures(model, batches, seconds: list[float], roof_gflops: float) -> dict:
@@ -173,8 +191,11 @@ def train_figures(model, batches, seconds: list[float], roof_gflops: float) -> d
     }
 
 
-REASONS = {
-    "encoder": "a matmul per time step in sequence, plus the gates' elementwise work",
+REASONS = {  # what each part does besides matmuls (the encoder's: RNN, else Transformer)
+    "encoder": "RNN: a matmul per time step in sequence, plus the gates' elementwise work; "
+    "Transformer: softmax, layer norms and residual sums are elementwise",
+    "decoder": "softmax, masking, layer norms and residual sums are elementwise, and so is "
+    "the softmax cross-entropy over the vocabulary",
     "decoder_rnn": "a matmul per time step in sequence, plus the gates' elementwise work",
     "attention": "scores, masking and softmax over batch x target x source positions are "
     "elementwise (bahdanau: a tanh over every position pair and unit)",
@@ -205,7 +226,8 @@ def explain(figures: dict) -> list[str]:
             )
     step = figures["roof"]
     lines += [
-        f"the decoder's per-step matmul shape alone, in a sequential loop, runs at "
+        f"the step matmul sampled with the roof (RNN: the decoder's per-step matmul; "
+        f"Transformer: the feed-forward input), in a sequential loop, runs at "
         f"{step['decoder_step_matmul_gflops']} GFLOP/s ({step['decoder_step_matmul_percent']}% "
         "of the roof)",
     ]

@@ -29,8 +29,32 @@ def rnn_flops(batch: int, steps: int, in_dim: int, units: int, cell: str) -> int
     return steps * 2 * batch * GATES[cell] * units * (in_dim + units)
 
 
+def transformer_flops(model, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
+    """Forward-pass matmul FLOPs of a Transformer (width w, feed-forward f, L layers):
+
+    encoder layer  4 * 2B*S*w*w (q, k, v, out) + 2 * 2B*S*S*w (scores, context) + 2 * 2B*S*w*f
+    decoder layer  the same over T for self-attention and feed-forward, plus cross-attention:
+                   2 * 2B*T*w*w (q, out) + 2 * 2B*S*w*w (k, v) + 2 * 2B*T*S*w
+    output         2B*T * w * V (in "decoder", which bench times with the output and loss)
+    """
+    cfg, b, s, t = model.cfg, batch, src_len, tgt_len
+    w, f = cfg.embedding_dim, cfg.ff_dim
+
+    def self_and_ff(n: int) -> int:
+        return 4 * 2 * b * n * w * w + 2 * 2 * b * n * n * w + 2 * 2 * b * n * w * f
+
+    cross = 2 * 2 * b * t * w * w + 2 * 2 * b * s * w * w + 2 * 2 * b * t * s * w
+    return {
+        "encoder": cfg.encoder_layers * self_and_ff(s),
+        "decoder": cfg.decoder_layers * (self_and_ff(t) + cross)
+        + 2 * b * t * w * model.tgt_vocab_size,
+    }
+
+
 def forward_flops(model, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
-    """Forward-pass matmul FLOPs per part of `model` (a Seq2Seq) for one padded batch."""
+    """Forward-pass matmul FLOPs per part of `model` for one padded batch."""
+    if model.cfg.arch == "transformer":
+        return transformer_flops(model, batch, src_len, tgt_len)
     emb, units, cell = model.cfg.embedding_dim, model.cfg.units, model.cfg.cell
     b, s, t = batch, src_len, tgt_len
     directions, enc_units = (2, units // 2) if model.cfg.bidirectional else (1, units)

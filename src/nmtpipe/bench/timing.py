@@ -22,7 +22,7 @@ from nmtpipe.serving.translate import translate_sentences
 from nmtpipe.training.train import compile_model, set_determinism
 
 log = logging.getLogger(__name__)
-FORWARD_PARTS = ("encoder", "decoder_rnn", "attention", "output")
+FORWARD_PARTS = ("encoder", "decoder_rnn", "attention", "output", "decoder")
 
 
 def training_model(trained, model_cfg, train_cfg) -> keras.Model:
@@ -35,9 +35,52 @@ def training_model(trained, model_cfg, train_cfg) -> keras.Model:
     return model
 
 
+def _fn(function, *spec):
+    return tf.function(function, input_signature=list(spec))
+
+
+def _whole_step(model) -> dict:
+    """tf.functions of the whole forward pass and of forward + backward (gradients of
+    every trainable weight), dropout on."""
+    ids = tf.TensorSpec([None, None], tf.int32)
+
+    def forward(src, tgt_in, tgt_out):
+        return masked_loss(tgt_out, model((src, tgt_in), training=True))
+
+    def forward_backward(src, tgt_in, tgt_out):
+        with tf.GradientTape() as tape:
+            loss = forward(src, tgt_in, tgt_out)
+        return tape.gradient(loss, model.trainable_variables)
+
+    return {
+        "forward": _fn(forward, ids, ids, ids),
+        "forward_backward": _fn(forward_backward, ids, ids, ids),
+    }
+
+
+def _transformer_parts(model) -> dict:
+    """The Transformer's encoder, and its decoder with the output projection and loss."""
+    ids = tf.TensorSpec([None, None], tf.int32)
+    width = model.cfg.embedding_dim
+
+    def decoder(tgt_in, tgt_out, enc_out, enc_mask):
+        empty = [tf.zeros([tf.shape(tgt_in)[0], 0, width])] * model.n_states
+        logits, _, _ = model.decode(tgt_in, enc_out, enc_mask, empty, training=True)
+        return masked_loss(tgt_out, logits)
+
+    seq = tf.TensorSpec([None, None, width], tf.float32)
+    return {
+        "encoder": _fn(lambda src: model.encode(src, training=True), ids),
+        "decoder": _fn(decoder, ids, ids, seq, tf.TensorSpec([None, None], tf.bool)),
+        **_whole_step(model),
+    }
+
+
 def part_functions(model) -> dict:
     """tf.functions of each part of the training forward pass (dropout on), of the whole
     forward pass, and of forward + backward (gradients of every trainable weight)."""
+    if model.cfg.arch == "transformer":
+        return _transformer_parts(model)
     ids = tf.TensorSpec([None, None], tf.int32)
     seq = tf.TensorSpec([None, None, model.cfg.units], tf.float32)
     states = [tf.TensorSpec([None, model.cfg.units], tf.float32)] * model.n_states
@@ -54,24 +97,12 @@ def part_functions(model) -> dict:
     def output(dec_out, tgt_out):
         return masked_loss(tgt_out, model.output_proj(model.dropout(dec_out, training=True)))
 
-    def forward(src, tgt_in, tgt_out):
-        return masked_loss(tgt_out, model((src, tgt_in), training=True))
-
-    def forward_backward(src, tgt_in, tgt_out):
-        with tf.GradientTape() as tape:
-            loss = forward(src, tgt_in, tgt_out)
-        return tape.gradient(loss, model.trainable_variables)
-
-    def fn(function, *spec):
-        return tf.function(function, input_signature=list(spec))
-
     return {
-        "encoder": fn(lambda src: model.encode(src, training=True), ids),
-        "decoder_rnn": fn(decoder_rnn, ids, states),
-        "attention": fn(attention, seq, seq, mask) if model.attention is not None else None,
-        "output": fn(output, seq, ids),
-        "forward": fn(forward, ids, ids, ids),
-        "forward_backward": fn(forward_backward, ids, ids, ids),
+        "encoder": _fn(lambda src: model.encode(src, training=True), ids),
+        "decoder_rnn": _fn(decoder_rnn, ids, states),
+        "attention": _fn(attention, seq, seq, mask) if model.attention is not None else None,
+        "output": _fn(output, seq, ids),
+        **_whole_step(model),
     }
 
 
@@ -87,10 +118,13 @@ def _run_parts(parts: dict, batch) -> dict[str, float]:
         return result
 
     enc_out, enc_mask, states = run("encoder", src)
-    dec_out = run("decoder_rnn", tgt_in, states)
-    if parts["attention"] is not None:
-        dec_out = run("attention", dec_out, enc_out, enc_mask)
-    run("output", dec_out, tgt_out)
+    if "decoder" in parts:  # Transformer
+        run("decoder", tgt_in, tgt_out, enc_out, enc_mask)
+    else:
+        dec_out = run("decoder_rnn", tgt_in, states)
+        if parts["attention"] is not None:
+            dec_out = run("attention", dec_out, enc_out, enc_mask)
+        run("output", dec_out, tgt_out)
     run("forward", src, tgt_in, tgt_out)
     run("forward_backward", src, tgt_in, tgt_out)
     return seconds

@@ -59,8 +59,7 @@ class HeadAttention(keras.layers.Layer):
 
     def build(self, query_shape, kv_shape=None, mask_shape=None):
         for dense in (self.query, self.key, self.value, self.out):
-            if not dense.built:  # project_kv may have built key and value already
-                dense.build(query_shape)
+            dense.build(query_shape)
 
     def project_kv(self, x):
         """x: batch x len x width -> (keys, values), batch x len x width each."""
@@ -123,6 +122,16 @@ class TransformerLayer(keras.layers.Layer):
         self.ff_out = keras.layers.Dense(width, name="ff_out")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
 
+    def build(self, x_shape, *args, **kwargs):
+        """Build every sublayer here, in this layer's name scope (project_kv may be called
+        before the attention layer itself)."""
+        attentions = [self.self_attention] + ([self.cross_attention] if self.cross else [])
+        for layer in attentions + [self.self_norm, self.ff_norm, self.ff_in]:
+            layer.build(x_shape)
+        if self.cross:
+            self.cross_norm.build(x_shape)
+        self.ff_out.build((*x_shape[:-1], self.ff_dim))
+
     def call(self, x, self_mask, cache=None, cross_kv=None, cross_mask=None, training=False):
         """x: batch x len x width. cache: (keys, values) of earlier positions (decoder) or
         None; cross_kv: the encoder output's projected (keys, values) (decoder).
@@ -179,6 +188,22 @@ class Transformer(EncoderDecoder):
             if cfg.tie_embeddings
             else keras.layers.Dense(tgt_vocab_size, name="output_proj")
         )
+
+    def build(self, input_shape=None):
+        """Create every weight from the shapes alone, each in its layer's name scope."""
+        if self.built:
+            return
+        width, ids, seq = self.cfg.embedding_dim, (None, None), (None, None, self.cfg.embedding_dim)
+        for layer in (self.src_embedding, self.tgt_embedding):
+            layer.build(ids)
+        for layer in (*self.encoder_stack, *self.decoder_stack, self.encoder_norm):
+            layer.build(seq)
+        self.decoder_norm.build(seq)
+        if self.cfg.tie_embeddings:
+            self.output_proj.build(seq, (self.tgt_vocab_size, width))
+        else:
+            self.output_proj.build(seq)
+        self.built = True
 
     def _layer(self, stack: str, i: int, cross: bool) -> TransformerLayer:
         cfg = self.cfg
