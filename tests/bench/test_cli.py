@@ -50,15 +50,19 @@ def pipeline(tmp_path_factory):
     return root
 
 
+def bench(pipeline, model: str, train_batches: int, sentences: int, beam: int) -> dict:
+    """Run `nmtpipe bench` in this process on pipeline/model; return its JSON figures."""
+    args = ["--model", str(pipeline / model), "--split", str(pipeline / "split")]
+    args += ["--params", str(pipeline / "params.yaml"), "--metrics", str(pipeline / "metrics.json")]
+    args += ["--train-batches", str(train_batches), "--warmup-batches", "2", "--rounds", "1"]
+    args += ["--sentences", str(sentences), "--batch-size", "4", "--beam", str(beam)]
+    main([*args, "--json", str(pipeline / f"bench-{model}.json")])
+    return json.loads((pipeline / f"bench-{model}.json").read_text())
+
+
 @pytest.mark.slow
 def test_bench_prints_and_writes_every_figure(pipeline, capsys):
-    args = ["--model", str(pipeline / "model"), "--split", str(pipeline / "split")]
-    args += ["--params", str(pipeline / "params.yaml"), "--metrics", str(pipeline / "metrics.json")]
-    args += ["--train-batches", "3", "--warmup-batches", "2", "--rounds", "1"]
-    args += ["--sentences", "6", "--batch-size", "4", "--beam", "3"]
-    main([*args, "--json", str(pipeline / "bench.json")])
-
-    figures = json.loads((pipeline / "bench.json").read_text())
+    figures = bench(pipeline, "model", train_batches=3, sentences=6, beam=3)
     sections = ["machine", "model", "roof", "train", "time", "gap", "translate", "memory", "test"]
     assert sorted(figures) == sorted(sections)  # write_json sorts keys
     roof, train = figures["roof"], figures["train"]
@@ -96,13 +100,8 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
 
 
 @pytest.mark.slow
-def test_bench_times_a_transformer_by_its_parts(pipeline, capsys):
-    args = ["--model", str(pipeline / "transformer"), "--split", str(pipeline / "split")]
-    args += ["--params", str(pipeline / "params.yaml"), "--metrics", str(pipeline / "metrics.json")]
-    args += ["--train-batches", "2", "--warmup-batches", "2", "--rounds", "1"]
-    args += ["--sentences", "4", "--batch-size", "4", "--beam", "2"]
-    main([*args, "--json", str(pipeline / "bench-transformer.json")])
-    figures = json.loads((pipeline / "bench-transformer.json").read_text())
+def test_bench_times_a_transformer_by_its_parts(pipeline):
+    figures = bench(pipeline, "transformer", train_batches=2, sentences=4, beam=2)
     time = figures["time"]
     assert set(time) == {"encoder", "decoder", "backward", "optimizer_and_overhead"}
     forward = time["encoder"]["gflop"] + time["decoder"]["gflop"]
