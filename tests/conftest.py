@@ -43,3 +43,25 @@ def run_nmtpipe(
         env={**os.environ, **(env or {})},
         timeout=600,
     )
+
+
+# The longest test modules (each runs on one worker: `--dist loadfile`), longest first, so
+# that pytest-xdist starts them first and the short ones fill in around them.
+LONGEST_FIRST = (
+    "test_experiments.py",
+    "test_pipeline.py",
+    "training/test_checkpoint.py",
+    "test_robustness.py",
+    "serving/test_export.py",
+    "bench/test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Run the longest modules first (a stable sort: the order within a module is kept)."""
+
+    def rank(item) -> int:
+        path = item.path.relative_to(ROOT / "tests").as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

@@ -24,9 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nmtpipe import cli
-from nmtpipe.config import ModelConfig, SplitConfig, TokenizerConfig
+from nmtpipe.config import ModelConfig, TokenizerConfig
 from nmtpipe.corpus import sources
-from nmtpipe.corpus.split import split_corpus
 from nmtpipe.fileio import write_lines
 from nmtpipe.tokenizer import train_tokenizers
 from tests.conftest import sample_pairs
@@ -360,47 +359,6 @@ def test_robustness_kill_data_stage_keeps_old_output_and_recovers(project, capsy
     assert not temporaries(project, output)  # ... and removes what the killed one left
     lines = (project / "data" / output / "src.txt").read_text(encoding="utf-8").count("\n")
     assert lines > 80_000
-
-
-@pytest.fixture
-def tiny_training(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    pairs = sample_pairs(300)
-    (tmp_path / "clean").mkdir()
-    write_lines(tmp_path / "clean/src.txt", [s for s, _ in pairs])
-    write_lines(tmp_path / "clean/tgt.txt", [t for _, t in pairs])
-    split_corpus(tmp_path / "clean", SplitConfig(dev_size=30, test_size=30), tmp_path / "split")
-    train_tokenizers(
-        tmp_path / "split",
-        TokenizerConfig(src_vocab_size=150, tgt_vocab_size=150),
-        tmp_path / "tok",
-    )
-    return tmp_path
-
-
-def train_args() -> list[str]:
-    paths = "--split split --tokenizers tok --out model --live live --checkpoints checkpoints"
-    return ["train", *paths.split()]
-
-
-@pytest.mark.slow
-def test_robustness_kill_train_leaves_no_model_and_recovers(tiny_training):
-    project = tiny_training
-    params = {"model": {"embedding_dim": 8, "units": 16}, "train": {"epochs": 200}}
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = start(train_args(), project)
-    kill_when(
-        proc,
-        lambda: (
-            temporaries(project, "live")
-            and any((project / "live").parent.glob(".live.tmp-*/metrics.json"))
-        ),
-    )
-    assert not (project / "model").exists() and not (project / "live").exists()
-    params["train"]["epochs"] = 1
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-    assert start(train_args(), project).wait() == 0
-    assert (project / "model/model.keras").is_file() and not temporaries(project, "model")
 
 
 # --- translate never crashes ---------------------------------------------------------------
