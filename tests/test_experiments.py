@@ -1,13 +1,8 @@
-"""Experiments, sharing and a killed stage on a real DVC project (400 pairs, tiny model)."""
+"""Experiments and sharing on a real DVC project (400 pairs, tiny model)."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -84,46 +79,3 @@ def test_share_through_a_remote_then_pull_into_a_fresh_clone(repo, tmp_path):
     model = (other / "en-es/model.keras").read_bytes()
     assert model == (repo / "data/model/model.keras").read_bytes()
     assert (other / "en-es.dvc").is_file()
-
-
-def test_robustness_killed_stage_recovers_on_next_dvc_repro(repo):
-    """SIGKILL the train stage's process mid-epoch under `dvc repro`; the next repro resumes."""
-    import signal
-    import time
-
-    import psutil
-
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(
-        ["dvc", "repro", "--force", "train"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while not list((repo / "data/checkpoints").glob("epoch-*")):  # an epoch's checkpoint
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    stage = [
-        p
-        for p in psutil.Process(proc.pid).children(recursive=True)
-        if "train" in p.cmdline() and any("nmtpipe" in part for part in p.cmdline())
-    ]
-    assert stage, "the train stage process was not found"
-    for child in stage:
-        child.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=120) != 0
-    assert not (repo / "data/model/model.keras").exists()  # no half-written model
-    assert not (repo / "reports/train/metrics.json").exists()  # nor training summary
-    result = run(["dvc", "repro"], repo)
-    # Train runs again (its persist output turns the run-cache off) from the checkpoint.
-    assert "train" in stages_run(result.stdout), result.stdout
-    # From epoch 2, or after it if the kill came late (training had ended, model unsaved).
-    assert re.search(r"resuming (from|after) epoch 2 of 2", result.stderr), result.stderr
-    assert json.loads((repo / "reports/train/metrics.json").read_text())["epochs_run"] == 2
-    assert (repo / "data/model/model.keras").is_file()
-    assert list((repo / "data/checkpoints").iterdir()) == []
-    # Temporaries of the killed run (removed when the stage next runs) are ignored by git.
-    assert ".tmp-" not in run(["git", "status", "--porcelain", "--ignored=no"], repo).stdout
-    assert "Data and pipelines are up to date." in run(["dvc", "status"], repo).stdout

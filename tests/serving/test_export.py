@@ -110,7 +110,7 @@ def serve(exports: list[Path], requests: list[list[str]]) -> list[list[list[str]
 def test_export_translates_like_greedy_search_without_nmtpipe(models, tmp_path):
     """A request's translations are translate_sentences', whatever the batching."""
     from nmtpipe.modeldir import load_model_dir
-    from nmtpipe.search.decoders import SearchSettings
+    from nmtpipe.search.settings import SearchSettings
     from nmtpipe.serving.export import export_model
     from nmtpipe.serving.translate import translate_sentences
 

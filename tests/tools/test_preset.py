@@ -104,7 +104,7 @@ def test_unknown_preset_is_one_line_error(params_file):
     assert result.returncode == 1 and result.stdout == b""
     assert result.stderr.decode().splitlines() == [
         "nmtpipe preset: error: no preset 'tatoeba-en-fr' in pipeline/presets "
-        "(available: tatoeba-en-es, tatoeba-es-en)"
+        f"(available: {', '.join(available(PRESETS))})"
     ]
 
 

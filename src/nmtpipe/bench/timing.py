@@ -17,7 +17,7 @@ from keras import ops
 from nmtpipe.bench.flops import forward_flops
 from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import masked_loss
-from nmtpipe.search.decoders import SearchSettings
+from nmtpipe.search.settings import SearchSettings
 from nmtpipe.serving.translate import translate_sentences
 from nmtpipe.training.train import compile_model, set_determinism
 

@@ -26,7 +26,7 @@ from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json, writ
 from nmtpipe.layout import HYPOTHESES, SENTENCE_SCORES, SPLIT_SIZES, split_files
 from nmtpipe.model.ids import BOS_ID, EOS_ID
 from nmtpipe.modeldir import check_pair, load_model_dir
-from nmtpipe.search.decoders import SearchSettings
+from nmtpipe.search.settings import SearchSettings
 from nmtpipe.serving.translate import translate_sentences
 
 log = logging.getLogger(__name__)

@@ -6,31 +6,15 @@ shape-generic signature, so batches of any size and length reuse one trace.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tensorflow as tf
 
 from nmtpipe.model.ids import PAD_ID
 from nmtpipe.search.beam import beam_search
 from nmtpipe.search.greedy import greedy_search, hyp_lengths
+from nmtpipe.search.settings import SearchSettings
 
 SRC_SPEC = tf.TensorSpec([None, None], tf.int32, name="src")  # batch x src_len
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """How to search: beam_size 1 is greedy search.
-
-    Args:
-        beam_size: hypotheses kept per sentence.
-        length_penalty: beam search ranks by log-probability / length**length_penalty.
-        max_len_ratio: at most int(max_len_ratio * source pieces) + 10 target pieces.
-    """
-
-    beam_size: int = 1
-    length_penalty: float = 1.0
-    max_len_ratio: float = 2.0
 
 
 def pad_batch(src_ids: list[list[int]]) -> np.ndarray:

@@ -107,7 +107,7 @@ def main(argv=None) -> None:
         parser.error("--batch-size and --beam must be at least 1")
 
     from nmtpipe.modeldir import check_pair, load_model_dir
-    from nmtpipe.search.decoders import SearchSettings
+    from nmtpipe.search.settings import SearchSettings
 
     trained = load_model_dir(args.model)  # fails fast, before reading a long stdin
     if args.src_lang or args.tgt_lang:

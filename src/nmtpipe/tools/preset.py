@@ -30,7 +30,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 def available(presets_dir: Path) -> dict[str, str]:
     """Preset names in presets_dir, each with the first line of its leading comment."""
     presets = {}
-    for path in sorted(Path(presets_dir).glob("*.yaml")):
+    for path in sorted(Path(presets_dir).glob("*.yaml"), key=lambda p: p.stem):
         first = ""
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.startswith("#"):

@@ -13,7 +13,7 @@ import keras
 
 from nmtpipe.evaluation.scoring import score_bleu
 from nmtpipe.modeldir import TrainedModel
-from nmtpipe.search.decoders import SearchSettings
+from nmtpipe.search.settings import SearchSettings
 from nmtpipe.serving.translate import translate_sentences
 
 
