@@ -99,23 +99,25 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     assert list(dict.fromkeys(line.split(".")[0].split(":")[0] for line in out)) == sections
 
 
-@pytest.mark.slow
 def test_bench_times_a_transformer_by_its_parts(pipeline):
-    """The training step's breakdown for the other architecture (the roof and translation
-    are the same code for both)."""
+    """The other architecture's parts: its encoder, and its decoder with the output and
+    loss, each a function bench times and counts the FLOPs of (the step, the roof and
+    translation are the same code for both)."""
     from nmtpipe.bench.cli import model_config, train_batches
-    from nmtpipe.bench.timing import part_figures, time_steps, training_model
+    from nmtpipe.bench.flops import forward_flops
+    from nmtpipe.bench.timing import part_functions
     from nmtpipe.modeldir import load_model_dir
 
     trained = load_model_dir(pipeline / "transformer")
     model_cfg, train_cfg = model_config(trained, pipeline / "transformer")
-    model = training_model(trained, model_cfg, train_cfg)
-    batches = train_batches(trained, pipeline / "split", train_cfg, 3)
-    time = part_figures(model, batches[1:], time_steps(model, batches[:1], batches[1:], 1))
-    assert set(time) == {"encoder", "decoder", "backward", "optimizer_and_overhead"}
-    forward = time["encoder"]["gflop"] + time["decoder"]["gflop"]
-    assert forward > 0 and time["backward"]["gflop"] == pytest.approx(2 * forward, rel=1e-2)
-    assert all(time[name]["ms"] > 0 for name in time)
+    model = trained.model
+    parts = part_functions(model)
+    assert set(parts) == {"encoder", "decoder", "forward", "forward_backward"}
+    (src, tgt_in), tgt_out = train_batches(trained, pipeline / "split", train_cfg, 1)[0]
+    enc_out, enc_mask, _ = parts["encoder"](src)
+    loss = float(parts["decoder"](tgt_in, tgt_out, enc_out, enc_mask))
+    assert loss == pytest.approx(float(parts["forward"](src, tgt_in, tgt_out)), rel=0.2)
+    assert set(forward_flops(model, *src.shape, tgt_in.shape[1])) == {"encoder", "decoder"}
 
 
 def test_missing_metrics_are_reported_not_fatal(tmp_path, caplog):
