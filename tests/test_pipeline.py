@@ -162,7 +162,7 @@ def test_robustness_killed_stage_recovers_on_next_dvc_repro(repo):
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(
-        ["dvc", "repro", "--force", "train"],
+        ["dvc", "repro", "--force", "--single-item", "train"],
         cwd=repo,
         env=env,
         stdout=subprocess.DEVNULL,

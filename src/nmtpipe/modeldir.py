@@ -37,17 +37,28 @@ def save_model_dir(out_dir: Path, model, config: dict, tokenizer_dir: Path) -> N
         shutil.copyfile(tokenizer_file(tokenizer_dir, side), tokenizer_file(out_dir, side))
 
 
-def load_model_dir(model_dir: Path) -> TrainedModel:
-    """Load a model directory; a missing or broken part is a one-line ModelError."""
-    model_dir = Path(model_dir)
-    if not (model_dir / MODEL_FILE).is_file():
+def require_model(model_dir: Path) -> None:
+    """A ModelError when model_dir holds no trained model (checked before TensorFlow loads)."""
+    if not (Path(model_dir) / MODEL_FILE).is_file():
         raise ModelError(f"{model_dir / MODEL_FILE}: trained model not found (run `dvc repro`)")
+
+
+def load_model_dir(model_dir: Path, pair: tuple[str | None, str | None] = (None, None)):
+    """Load a model directory; a missing or broken part is a one-line ModelError.
+
+    pair: (src_lang, tgt_lang) the model must translate, None for either side's "any";
+    checked from config.json before the model loads.
+    """
+    model_dir = Path(model_dir)
+    require_model(model_dir)
     try:
         config = json.loads((model_dir / MODEL_CONFIG).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError) as err:
         raise ModelError(
             f"{model_dir / MODEL_CONFIG}: missing or invalid ({first_line(err)})"
         ) from None
+    have = (config.get("src_lang"), config.get("tgt_lang"))
+    _check_pair(have, model_dir, *(want or got for want, got in zip(pair, have, strict=True)))
     sp_src, sp_tgt = (load_tokenizer(tokenizer_file(model_dir, side)) for side in SIDES)
 
     import keras  # only now: TensorFlow takes seconds to import
@@ -66,6 +77,10 @@ def load_model_dir(model_dir: Path) -> TrainedModel:
 def check_pair(trained: TrainedModel, model_dir: Path, src_lang: str, tgt_lang: str) -> None:
     """A model trained for another language pair (or direction) is a ModelError."""
     have = (trained.config.get("src_lang"), trained.config.get("tgt_lang"))
+    _check_pair(have, model_dir, src_lang, tgt_lang)
+
+
+def _check_pair(have: tuple, model_dir: Path, src_lang, tgt_lang) -> None:
     if have != (src_lang, tgt_lang):
         raise ModelError(
             f"{model_dir}: model translates {have[0]}->{have[1]}, not {src_lang}->{tgt_lang}"

@@ -241,15 +241,24 @@ def test_killed_training_resumes_to_the_same_model_and_curves(project, killed):
 
 
 @pytest.mark.slow
-def test_checkpoint_of_other_params_is_discarded(project, killed):
-    params = {**PARAMS, "train": {**PARAMS["train"], "learning_rate": 0.01}}
-    (project / "params-lr.yaml").write_text(yaml.safe_dump(params))
+def test_checkpoint_of_other_params_is_discarded(project, killed, caplog):
+    """A real run's checkpoint, offered to a run with another learning rate: deleted, not
+    resumed (the fingerprint covers every param, the data, the tokenizers and the code)."""
+    from nmtpipe.config import params_from_dict
+    from nmtpipe.training.checkpoint import fingerprint
+
+    lr = {**PARAMS, "train": {**PARAMS["train"], "learning_rate": 0.01}}
+    split, tok = project / "split", project / "tok"
+    ours, other = (fingerprint(params_from_dict(p), split, tok, {}) for p in (PARAMS, lr))
+    assert ours != other
     shutil.copytree(killed, project / "ckpt-lr")
-    log = train(project, "lr", "params-lr.yaml")
-    assert "checkpoint is for other params/data: starting over" in log
-    assert "resuming" not in log
-    assert json.loads((project / "live-lr/metrics.json").read_text())["epochs_run"] == 3
-    assert len(curves(project / "live-lr")["plots/metrics/train/loss.tsv"]) == 4
+    [checkpoint] = (project / "ckpt-lr").glob("epoch-*")
+    assert json.loads((checkpoint / "state.json").read_text())["fingerprint"] == ours
+    early = keras.callbacks.EarlyStopping()
+    with caplog.at_level(logging.INFO, logger="nmtpipe.training.checkpoint"):
+        assert TrainingState(project / "ckpt-lr", other, early).resume(tiny_model(1), 3) == 0
+    assert "checkpoint is for other params/data: starting over" in caplog.text
+    assert list((project / "ckpt-lr").iterdir()) == []
 
 
 def test_damaged_checkpoint_starts_over(tmp_path, caplog):

@@ -95,12 +95,13 @@ def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> lis
 
 def run_bench(args, params) -> dict:
     """Measure everything; return the figures, section by section."""
-    from nmtpipe.bench.roof import Roof
-    from nmtpipe.bench.timing import part_figures, time_steps, training_model
     from nmtpipe.modeldir import load_model_dir
 
+    trained = load_model_dir(args.model)  # a missing model fails before TensorFlow loads
+    from nmtpipe.bench.roof import Roof
+    from nmtpipe.bench.timing import part_figures, time_steps, training_model
+
     host = machine()
-    trained = load_model_dir(args.model)
     model_cfg, train_cfg = model_config(trained, args.model)
     if args.train_batch_size:  # what if: the same model trained with other batches
         train_cfg = dataclasses.replace(train_cfg, batch_size=args.train_batch_size)

@@ -106,17 +106,11 @@ def main(argv=None) -> None:
     if args.batch_size < 1 or args.beam < 1:
         parser.error("--batch-size and --beam must be at least 1")
 
-    from nmtpipe.modeldir import check_pair, load_model_dir
+    from nmtpipe.modeldir import load_model_dir
     from nmtpipe.search.settings import SearchSettings
 
-    trained = load_model_dir(args.model)  # fails fast, before reading a long stdin
-    if args.src_lang or args.tgt_lang:
-        check_pair(
-            trained,
-            args.model,
-            args.src_lang or trained.config["src_lang"],
-            args.tgt_lang or trained.config["tgt_lang"],
-        )
+    # fails fast, before reading a long stdin (and, for another pair, before TensorFlow loads)
+    trained = load_model_dir(args.model, (args.src_lang, args.tgt_lang))
     lines = read_input(args.input)
     settings = SearchSettings(args.beam, args.length_penalty, args.max_len_ratio)
     hyps = translate_sentences(trained, lines, settings, args.batch_size)

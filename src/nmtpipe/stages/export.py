@@ -1,5 +1,6 @@
 """export: write a TensorFlow SavedModel that translates raw strings (greedy search)."""
 
+from nmtpipe.modeldir import require_model
 from nmtpipe.stages import parse_stage_args
 
 
@@ -13,6 +14,7 @@ def main(argv=None) -> None:
         },
         argv,
     )
-    from nmtpipe.serving.export import export_model  # TensorFlow loads only after params are valid
+    require_model(args.model)  # before TensorFlow loads: a missing model fails in a second
+    from nmtpipe.serving.export import export_model
 
     export_model(args.model, args.out, params.export)
