@@ -50,9 +50,9 @@ def run_nmtpipe(
 LONGEST_FIRST = (
     "test_experiments.py",
     "test_pipeline.py",
+    "serving/test_export.py",
     "training/test_checkpoint.py",
     "test_robustness.py",
-    "serving/test_export.py",
     "bench/test_cli.py",
 )
 

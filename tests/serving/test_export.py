@@ -88,7 +88,7 @@ def models(tmp_path_factory) -> tuple[Path, Path]:
     (root / "swapped").mkdir()
     for name, other in (("src.model", "tgt.model"), ("tgt.model", "src.model")):
         (root / "swapped" / name).write_bytes((root / "tok" / other).read_bytes())
-    return make_model_dir(root, root / "tok", 1, epochs=24), make_model_dir(
+    return make_model_dir(root, root / "tok", 1, epochs=12), make_model_dir(
         root, root / "swapped", 2, epochs=0
     )
 
