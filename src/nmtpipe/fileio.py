@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nmtpipe.errors import DataError
+from nmtpipe.layout import split_files
 
 
 def _remove(path: Path) -> None:
@@ -110,8 +111,6 @@ def read_lines(path: str | Path) -> list[str]:
 
 def read_split(split_dir: Path, split: str) -> tuple[list[str], list[str]]:
     """The (src lines, tgt lines) of one split (train, dev or test) written by split."""
-    from nmtpipe.layout import split_files
-
     return read_parallel(*split_files(split_dir, split), f"{split} split", "split")
 
 
