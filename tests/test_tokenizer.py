@@ -1,9 +1,11 @@
+import re
+
 import pytest
 
 from nmtpipe.config import TokenizerConfig
-from nmtpipe.errors import DataError, ModelError
+from nmtpipe.errors import ConfigError, DataError, ModelError
 from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
+from nmtpipe.tokenizer import load_tokenizer, train_sentencepiece, train_tokenizers
 from tests.conftest import sample_pairs
 
 
@@ -59,3 +61,35 @@ def test_corrupt_model_file(tmp_path):
     (tmp_path / "bad.model").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a valid SentencePiece model"):
         load_tokenizer(tmp_path / "bad.model")
+
+
+def test_shared_model_is_trained_on_both_sides_and_written_twice(split_dir, tmp_path):
+    cfg = TokenizerConfig(src_vocab_size=400, tgt_vocab_size=400, shared=True)
+    assert train_tokenizers(split_dir, cfg, tmp_path / "tok") == {"src": 400, "tgt": 400}
+    for kind in ("model", "vocab"):
+        src, tgt = ((tmp_path / f"tok/{side}.{kind}").read_bytes() for side in ("src", "tgt"))
+        assert src == tgt
+    src_lines, tgt_lines = (
+        (split_dir / f"train.{side}").read_text(encoding="utf-8").splitlines()
+        for side in ("src", "tgt")
+    )
+    model = (tmp_path / "tok/src.model").read_bytes()
+    assert model == train_sentencepiece(src_lines + tgt_lines, 400, cfg)  # source first
+    sp = load_tokenizer(tmp_path / "tok/src.model")
+    assert sp.get_piece_size() == 400
+    vocab = {sp.id_to_piece(i) for i in range(400)}
+    assert {"▁the", "▁is", "▁el", "▁está"} <= vocab  # English and Spanish pieces
+    for text in ("Where is your brother?", "¿Dónde está tu hermano?"):
+        assert UNK_ID not in sp.encode(text) and sp.decode(sp.encode(text)) == text
+
+
+def test_shared_vocabulary_errors(split_dir, tmp_path):
+    message = (
+        "tokenizer.shared needs tokenizer.src_vocab_size (300) = tokenizer.tgt_vocab_size (350)"
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TokenizerConfig(src_vocab_size=300, tgt_vocab_size=350, shared=True)
+    cfg = TokenizerConfig(src_vocab_size=50000, tgt_vocab_size=50000, shared=True)
+    with pytest.raises(DataError, match="tokenizer.src_vocab_size=tgt_vocab_size=50000: "):
+        train_tokenizers(split_dir, cfg, tmp_path / "tok")
+    assert not (tmp_path / "tok").exists()

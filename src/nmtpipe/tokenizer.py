@@ -49,24 +49,43 @@ def train_sentencepiece(sentences: list[str], vocab_size: int, cfg: TokenizerCon
 
 
 def train_tokenizers(split_dir: Path, cfg: TokenizerConfig, out_dir: Path) -> dict[str, int]:
-    """Train src.model and tgt.model on the training split; return their vocab sizes."""
+    """Train src.model and tgt.model on the training split; return their vocab sizes.
+
+    With `cfg.shared` one model is trained on the source sentences followed by the
+    target sentences, and written as both src.model and tgt.model.
+    """
     sizes = {"src": cfg.src_vocab_size, "tgt": cfg.tgt_vocab_size}
     with atomic_dir(out_dir) as tmp:
-        train = read_split(split_dir, "train")
-        for side, sentences in zip(SIDES, train, strict=True):
-            log.info("training %s tokenizer on %d sentences", side, len(sentences))
-            try:
-                model = train_sentencepiece(sentences, sizes[side], cfg)
-            except DataError as err:
-                raise DataError(f"tokenizer.{side}_vocab_size={sizes[side]}: {err}") from None
-            tokenizer_file(tmp, side).write_bytes(model)
-            processor = spm.SentencePieceProcessor(model_proto=model)
-            vocab = (
-                f"{processor.id_to_piece(i)}\t{processor.get_score(i)}"
-                for i in range(processor.get_piece_size())
-            )
-            vocab_file(tmp, side).write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        train = dict(zip(SIDES, read_split(split_dir, "train"), strict=True))
+        if cfg.shared:
+            models = dict.fromkeys(SIDES, _train("shared", train["src"] + train["tgt"], cfg))
+        else:
+            models = {side: _train(side, train[side], cfg) for side in SIDES}
+        for side, model in models.items():
+            _write(tmp, side, model)
     return sizes
+
+
+def _train(name: str, sentences: list[str], cfg: TokenizerConfig) -> bytes:
+    """Train the src, tgt or shared model; a DataError names the params key of its size."""
+    log.info("training the %s tokenizer on %d sentences", name, len(sentences))
+    size = cfg.tgt_vocab_size if name == "tgt" else cfg.src_vocab_size  # shared: both equal
+    key = "src_vocab_size=tgt_vocab_size" if name == "shared" else f"{name}_vocab_size"
+    try:
+        return train_sentencepiece(sentences, size, cfg)
+    except DataError as err:
+        raise DataError(f"tokenizer.{key}={size}: {err}") from None
+
+
+def _write(tok_dir: Path, side: str, model: bytes) -> None:
+    """Write one side's model and its human-readable vocabulary (piece, score)."""
+    tokenizer_file(tok_dir, side).write_bytes(model)
+    processor = spm.SentencePieceProcessor(model_proto=model)
+    vocab = (
+        f"{processor.id_to_piece(i)}\t{processor.get_score(i)}"
+        for i in range(processor.get_piece_size())
+    )
+    vocab_file(tok_dir, side).write_text("\n".join(vocab) + "\n", encoding="utf-8")
 
 
 def load_tokenizer(path: Path) -> spm.SentencePieceProcessor:

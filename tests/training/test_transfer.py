@@ -349,3 +349,50 @@ def test_copy_weights_of_stacked_and_tied_models():
     untied = fresh(dataclasses.replace(DEEP, tie_embeddings=False))
     with pytest.raises(ModelError, match=re.escape("layers ['tie_projection'] are not in both")):
         copy_weights(untied, old, identity, "test")
+
+
+SHARED = dataclasses.replace(CFG, share_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def shared_base(data):
+    """Shared tokenizers of the split, and a model with one embedding matrix saved with them."""
+    cfg = TokenizerConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, shared=True)
+    train_tokenizers(data / "split", cfg, data / "tok_shared")
+    keras.utils.set_random_seed(1)
+    (data / "shared_base").mkdir()
+    config = {"src_lang": "en", "tgt_lang": "es", "src_vocab_size": VOCAB, "tgt_vocab_size": VOCAB}
+    save_model_dir(
+        data / "shared_base", build_model(SHARED, VOCAB, VOCAB), config, data / "tok_shared"
+    )
+    return data / "shared_base"
+
+
+def shared_params(model=SHARED, **train) -> Params:
+    tokenizer = TokenizerConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, shared=True)
+    return Params(tokenizer=tokenizer, model=model, train=TrainConfig(**train))
+
+
+def test_init_from_and_freeze_with_one_shared_matrix(data, shared_base):
+    model, base = fresh(SHARED), load_model_dir(shared_base).model
+    assert not np.array_equal(model.get_weights()[0], base.get_weights()[0])
+    run = shared_params(init_from=str(shared_base), freeze=("embeddings",))
+    record = prepare_model(model, run, data / "tok_shared")
+    assert record["init_from"]["pieces_carried_over"] == {"src": VOCAB, "tgt": VOCAB}
+    for a, b in zip(model.get_weights(), base.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [layer.name for layer in part_layers(model, "embeddings")] == ["src_embedding"]
+    assert not model.tgt_embedding.trainable
+    assert not [w for w in model.trainable_weights if "embedding" in w.path]
+
+
+def test_init_from_between_shared_and_separate_embeddings_is_one_line_error(data, shared_base):
+    cases = [  # the model, its params, its tokenizers, the earlier model
+        (fresh(SHARED), shared_params, "tok_shared", data / "base"),
+        (fresh(CFG), params, "tok", shared_base),
+    ]
+    for model, make_params, tok, earlier in cases:
+        with pytest.raises(ModelError) as err:
+            prepare_model(model, make_params(model.cfg, init_from=str(earlier)), data / tok)
+        assert "layers ['tgt_embedding'] are not in both models" in str(err.value)
+        assert "share_embeddings must match" in str(err.value) and "\n" not in str(err.value)

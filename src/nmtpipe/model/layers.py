@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from nmtpipe.config import ModelConfig, parse_section
+from nmtpipe.errors import ModelError
 
 
 @keras.saving.register_keras_serializable(package="nmtpipe")
@@ -54,6 +55,19 @@ class EncoderDecoder(keras.Model):
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, cfg: ModelConfig, **kwargs):
         super().__init__(**kwargs)
         self.src_vocab_size, self.tgt_vocab_size, self.cfg = src_vocab_size, tgt_vocab_size, cfg
+        if cfg.share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ModelError(
+                f"model.share_embeddings needs one vocabulary, got {src_vocab_size} source "
+                f"and {tgt_vocab_size} target pieces (tokenizer.shared)"
+            )
+
+    def _embeddings(self, dim: int) -> tuple:
+        """(src_embedding, tgt_embedding): with `share_embeddings`, one layer (one matrix)
+        under both names, saved once, as src_embedding (Press & Wolf, 2017)."""
+        src = keras.layers.Embedding(self.src_vocab_size, dim, name="src_embedding")
+        if self.cfg.share_embeddings:
+            return src, src
+        return src, keras.layers.Embedding(self.tgt_vocab_size, dim, name="tgt_embedding")
 
     @property
     def attends(self) -> bool:

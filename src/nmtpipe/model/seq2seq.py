@@ -50,12 +50,7 @@ class Seq2Seq(EncoderDecoder):
         self.layer_states = 2 if cfg.cell == "lstm" else 1  # state tensors per decoder layer
         self.n_states = cfg.decoder_layers * self.layer_states  # the flat decoder state list
 
-        self.src_embedding = keras.layers.Embedding(
-            src_vocab_size, cfg.embedding_dim, name="src_embedding"
-        )
-        self.tgt_embedding = keras.layers.Embedding(
-            tgt_vocab_size, cfg.embedding_dim, name="tgt_embedding"
-        )
+        self.src_embedding, self.tgt_embedding = self._embeddings(cfg.embedding_dim)
         encoders = [self._encoder_layer(i) for i in range(1, cfg.encoder_layers + 1)]
         self.encoder_rnn, self.encoder_stack = encoders[0], encoders[1:]
         decoders = [self._decoder_layer(i) for i in range(1, cfg.decoder_layers + 1)]

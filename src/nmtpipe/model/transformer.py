@@ -176,8 +176,7 @@ class Transformer(EncoderDecoder):
         super().__init__(src_vocab_size, tgt_vocab_size, cfg, **kwargs)
         width = cfg.embedding_dim
         self.n_states = 2 * cfg.decoder_layers  # keys and values per decoder layer
-        self.src_embedding = keras.layers.Embedding(src_vocab_size, width, name="src_embedding")
-        self.tgt_embedding = keras.layers.Embedding(tgt_vocab_size, width, name="tgt_embedding")
+        self.src_embedding, self.tgt_embedding = self._embeddings(width)
         self.encoder_stack = [self._layer("encoder", i, False) for i in range(cfg.encoder_layers)]
         self.decoder_stack = [self._layer("decoder", i, True) for i in range(cfg.decoder_layers)]
         self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
@@ -194,8 +193,9 @@ class Transformer(EncoderDecoder):
         if self.built:
             return
         width, ids, seq = self.cfg.embedding_dim, (None, None), (None, None, self.cfg.embedding_dim)
-        for layer in (self.src_embedding, self.tgt_embedding):
-            layer.build(ids)
+        self.src_embedding.build(ids)
+        if not self.tgt_embedding.built:  # share_embeddings: the same layer
+            self.tgt_embedding.build(ids)
         for layer in (*self.encoder_stack, *self.decoder_stack, self.encoder_norm):
             layer.build(seq)
         self.decoder_norm.build(seq)

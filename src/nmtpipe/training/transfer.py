@@ -6,7 +6,9 @@
    layer name. Vocabulary-sized weights (both embeddings, the output projection)
    are mapped by SentencePiece piece string, so the tokenizers may differ: pieces
    in both vocabularies keep their trained rows, new pieces their fresh
-   initialisation. Every other weight must have the same shape.
+   initialisation. Every other weight must have the same shape. A model with
+   ``model.share_embeddings`` has no tgt_embedding layer (src_embedding is both), so
+   it starts only from another shared model.
 2. ``model.src_embeddings`` / ``model.tgt_embeddings``: word2vec text vectors
    overwrite the embedding rows of the pieces they list (so they win over init_from).
 3. ``train.freeze``: the named parts stop training.
@@ -131,8 +133,8 @@ def copy_weights(model, old_model, maps: dict, source: str) -> None:
         only = sorted(set(new_layers) ^ set(old_layers))
         raise ModelError(
             f"{source}: layers {only} are not in both models "
-            "(model.bidirectional, attention, encoder_layers, decoder_layers and "
-            "tie_embeddings must match the earlier model)"
+            "(model.bidirectional, attention, encoder_layers, decoder_layers, "
+            "tie_embeddings and share_embeddings must match the earlier model)"
         )
     for name, layer in new_layers.items():
         side, axis = VOCAB_AXES.get(name, (None, None))
