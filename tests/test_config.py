@@ -53,6 +53,21 @@ def test_empty_sections_take_defaults():
             {"train": {"lr_schedule": "plateau", "plateau_patience": 5}},
             "train.plateau_patience (5) must be below train.patience (5)",
         ),
+        (
+            {"tokenizer": {"shared": True, "src_vocab_size": 500}},
+            "tokenizer.shared needs tokenizer.src_vocab_size (500) = tokenizer.tgt_vocab_size",
+        ),
+        (
+            {"model": {"share_embeddings": True}},
+            "model.share_embeddings needs tokenizer.shared: true",
+        ),
+        (
+            {
+                "tokenizer": {"shared": True},
+                "model": {"share_embeddings": True, "tgt_embeddings": "vectors.txt"},
+            },
+            "model.tgt_embeddings must be empty with model.share_embeddings",
+        ),
         (["a"], "params.yaml must be a mapping"),
     ],
 )
@@ -60,6 +75,14 @@ def test_invalid_params_name_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
         params_from_dict(raw)
     assert message in str(err.value)
+
+
+def test_shared_vocabulary_and_embeddings():
+    params = params_from_dict(
+        {"tokenizer": {"shared": True}, "model": {"share_embeddings": True, "src_embeddings": "v"}}
+    )
+    assert params.tokenizer.shared and params.model.share_embeddings
+    assert params.model.network()["share_embeddings"] is True
 
 
 def test_floats_accept_ints():

@@ -40,6 +40,7 @@ FREEZE_STACKED = ("encoder", "encoder_rnn", "decoder", "decoder_rnn")
 FREEZE_PARTS = tuple(FREEZE_LAYERS)
 PRETRAINED_VECTORS = ("src_embeddings", "tgt_embeddings")  # model.* keys read by training only
 LR_SCHEDULES = ("constant", "warmup_inverse_sqrt", "warmup_cosine", "plateau")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,14 @@ class TokenizerConfig:
     character_coverage: float = param(
         1.0, "share of characters covered by the vocabulary", min=0.9, max=1.0
     )
+    shared: bool = param(False, "one SentencePiece model for both sides (equal vocab sizes)")
+
+    def __post_init__(self):
+        if self.shared and self.src_vocab_size != self.tgt_vocab_size:
+            raise ConfigError(
+                f"tokenizer.shared needs tokenizer.src_vocab_size ({self.src_vocab_size}) "
+                f"= tokenizer.tgt_vocab_size ({self.tgt_vocab_size})"
+            )
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,7 @@ class ModelConfig:
         "the output softmax uses the target embedding matrix (transposed, own bias); when "
         "units differs from embedding_dim a linear units -> embedding_dim projection comes first",
     )
+    share_embeddings: bool = param(False, "one embedding matrix for both sides (tokenizer.shared)")
     src_embeddings: str = param(
         "",
         "word2vec text file (.gz ok) of vectors for source pieces: the rows of the pieces it "
@@ -212,6 +222,8 @@ class ModelConfig:
             raise ConfigError(
                 f"model.units must be even with model.bidirectional, got {self.units}"
             )
+        if self.share_embeddings and self.tgt_embeddings:
+            raise ConfigError("model.tgt_embeddings must be empty with model.share_embeddings")
 
     def network(self) -> dict:
         """The keys that shape the network (not the files its training starts from)."""
@@ -267,6 +279,20 @@ class TrainConfig:
         "model params; pieces in both vocabularies keep their rows ('' = from scratch; not "
         "data/model itself, which DVC deletes first; DVC tracks the path, config.json "
         "records the files' sha256)",
+    )
+    average_last: int = param(
+        0,
+        "the saved model's weights are the mean of those at the end of the last N epochs up "
+        "to the best one (early stopping's); 0 or 1 = the best epoch's alone",
+        min=0,
+    )
+    precision: str = param(
+        "float32",
+        "float32 | mixed_bfloat16 | mixed_float16 (Keras mixed precision: float32 weights, "
+        "softmax and loss; float16 with loss scaling). Falls back to float32 where the "
+        "hardware lacks the type (bfloat16: a GPU or a CPU with avx512_bf16/amx_bf16; "
+        "float16: a GPU); the model directory always computes in float32",
+        choices=PRECISIONS,
     )
     freeze: tuple[str, ...] = param(
         (),
@@ -340,6 +366,10 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+    def __post_init__(self):
+        if self.model.share_embeddings and not self.tokenizer.shared:
+            raise ConfigError("model.share_embeddings needs tokenizer.shared: true")
 
 
 def params_from_dict(raw: Any) -> Params:

@@ -50,24 +50,25 @@ def pipeline(tmp_path_factory):
     return root
 
 
-def bench(pipeline, model: str, train_batches: int, sentences: int, beam: int) -> dict:
+def bench(pipeline, model: str, train_batches: int, sentences: int, beam: int, *more) -> dict:
     """Run `nmtpipe bench` in this process on pipeline/model; return its JSON figures."""
     args = ["--model", str(pipeline / model), "--split", str(pipeline / "split")]
     args += ["--params", str(pipeline / "params.yaml"), "--metrics", str(pipeline / "metrics.json")]
     args += ["--train-batches", str(train_batches), "--warmup-batches", "2", "--rounds", "1"]
     args += ["--sentences", str(sentences), "--batch-size", "4", "--beam", str(beam)]
-    main([*args, "--json", str(pipeline / f"bench-{model}.json")])
+    main([*args, *more, "--json", str(pipeline / f"bench-{model}.json")])
     return json.loads((pipeline / f"bench-{model}.json").read_text())
 
 
 @pytest.mark.slow
 def test_bench_prints_and_writes_every_figure(pipeline, capsys):
-    figures = bench(pipeline, "model", train_batches=3, sentences=6, beam=3)
+    figures = bench(pipeline, "model", 3, 6, 3, "--precision", "mixed_bfloat16")
     sections = ["machine", "model", "roof", "train", "time", "gap", "translate", "memory", "test"]
     assert sorted(figures) == sorted(sections)  # write_json sorts keys
     roof, train = figures["roof"], figures["train"]
     assert roof["gflops"] > 0 and roof["decoder_step_matmul_gflops"] > 0
     assert roof["gflops"] == max(roof["gflops_n1024"], roof["gflops_n2048"])
+    assert roof["bfloat16_gflops_n1024"] > 0 and figures["model"]["precision"] == "mixed_bfloat16"
     assert train["batches"] == 3 and train["pairs"] > 0
     for name in ("step_ms", "pairs_per_s", "tgt_tokens_per_s", "gflop_per_step", "gflops"):
         assert train[name] > 0, name

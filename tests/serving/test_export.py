@@ -48,7 +48,13 @@ CLIENT = textwrap.dedent(
 )
 
 
-def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int) -> Path:
+RNN = ModelConfig(embedding_dim=16, units=32, dropout=0.0)
+TRANSFORMER = ModelConfig(
+    arch="transformer", embedding_dim=16, heads=2, ff_dim=32, dropout=0.0, attention_dropout=0.0
+)
+
+
+def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int, cfg=RNN) -> Path:
     """A tiny model directory, trained for `epochs` on the tokenizers' 300 pairs."""
     import keras
 
@@ -59,7 +65,7 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int) -> Path:
     from nmtpipe.tokenizer import load_tokenizer
 
     keras.utils.set_random_seed(seed)
-    model = build_model(ModelConfig(embedding_dim=16, units=32, dropout=0.0), 200, 200)
+    model = build_model(cfg, 200, 200)
     if epochs:
         sp_src, sp_tgt = (load_tokenizer(tok_dir / name) for name in ("src.model", "tgt.model"))
         en, es = [s for s, _ in sample_pairs(300)], [t for _, t in sample_pairs(300)]
@@ -76,8 +82,8 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int) -> Path:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> tuple[Path, Path]:
-    """A model trained until its translations end at various lengths (some at the length
-    limit), and an untrained one whose tokenizers have swapped roles."""
+    """An RNN trained until its translations end at various lengths (some at the length
+    limit), and an untrained Transformer whose tokenizers have swapped roles."""
     root = tmp_path_factory.mktemp("export")
     pairs = sample_pairs(300)
     (root / "split").mkdir()
@@ -89,7 +95,7 @@ def models(tmp_path_factory) -> tuple[Path, Path]:
     for name, other in (("src.model", "tgt.model"), ("tgt.model", "src.model")):
         (root / "swapped" / name).write_bytes((root / "tok" / other).read_bytes())
     return make_model_dir(root, root / "tok", 1, epochs=12), make_model_dir(
-        root, root / "swapped", 2, epochs=0
+        root, root / "swapped", 2, epochs=0, cfg=TRANSFORMER
     )
 
 

@@ -29,9 +29,13 @@ from nmtpipe.tokenizer import train_tokenizers
 from nmtpipe.training.checkpoint import TrainingState
 from tests.conftest import sample_pairs
 
-PARAMS = {  # a tiny model; no dev BLEU (tracing its decoder costs more than 3 epochs)
-    "model": {"embedding_dim": 8, "units": 16},
-    "train": {"epochs": 3, "dev_bleu_sentences": 0},
+PARAMS = {  # a tiny Transformer (the RNN's state is checked in process below), averaging
+    # its last 2 epochs; no dev BLEU (tracing its decoder costs more than 3 epochs)
+    "model": {
+        **{"arch": "transformer", "embedding_dim": 8, "heads": 2, "ff_dim": 16},
+        **{"encoder_layers": 1, "decoder_layers": 1},
+    },
+    "train": {"epochs": 3, "dev_bleu_sentences": 0, "average_last": 2},
 }
 TIMING = ("epoch_time_s", "pairs_per_s", "tgt_tokens_per_s")  # curves that differ run to run
 
@@ -234,8 +238,9 @@ def test_killed_training_resumes_to_the_same_model_and_curves(project, killed):
         json.loads((project / f"live-{run}/metrics.json").read_text())
         for run in ("straight", "resumed")
     ]
-    for key in ("best_val_loss", "best_epoch", "epochs_run", "step"):
+    for key in ("best_val_loss", "best_epoch", "epochs_run", "step", "averaged_epochs"):
         assert metrics[0][key] == metrics[1][key], key
+    assert metrics[0]["averaged_epochs"] == min(2, metrics[0]["best_epoch"])
     assert list((project / "ckpt-resumed").iterdir()) == []  # a complete run empties it
     assert list((project / "ckpt-straight").iterdir()) == []
 

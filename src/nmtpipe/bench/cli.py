@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from nmtpipe.bench.flops import GATES, train_step_flops
-from nmtpipe.config import ModelConfig, TrainConfig, load_params, parse_section
+from nmtpipe.config import PRECISIONS, ModelConfig, TrainConfig, load_params, parse_section
 from nmtpipe.errors import ConfigError, ModelError
 from nmtpipe.fileio import atomic_file, read_split, write_json
 from nmtpipe.layout import split_files
@@ -105,7 +105,8 @@ def run_bench(args, params) -> dict:
     model_cfg, train_cfg = model_config(trained, args.model)
     if args.train_batch_size:  # what if: the same model trained with other batches
         train_cfg = dataclasses.replace(train_cfg, batch_size=args.train_batch_size)
-    model = training_model(trained, model_cfg, train_cfg)
+    precision = args.precision or train_cfg.precision
+    model = training_model(trained, model_cfg, train_cfg, precision)
     log.info("measuring the matmul roof")
     roof = Roof(train_cfg.batch_size, *roof_shape(model_cfg))
     roof.measure()
@@ -118,7 +119,10 @@ def run_bench(args, params) -> dict:
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     figures = {
         "machine": host,
-        "model": describe(args.model, trained, model_cfg, train_cfg, model),
+        "model": {
+            **describe(args.model, trained, model_cfg, train_cfg, model),
+            "precision": precision,
+        },
         "roof": roof.figures(),
         "train": train_figures(model, measured, seconds["step"], roof.figures()["gflops"]),
         "time": part_figures(model, measured, seconds),
@@ -303,6 +307,13 @@ OPTIONS = (  # name, type, default, help
     ("--batch-size", int, None, "decoding batch size (default: evaluate.batch_size)"),
     ("--beam", int, 5, "beam size measured beside greedy search (default: 5)"),
     ("--json", Path, None, "also write the figures to this JSON file"),
+    (
+        "--precision",
+        str,
+        None,
+        "training step's dtype policy: float32, mixed_bfloat16 or "
+        "mixed_float16 (default: the model's train.precision)",
+    ),
 )
 
 
@@ -313,7 +324,8 @@ def main(argv=None) -> None:
         "beside the machine's measured matmul roof; peak memory; test scores.",
     )
     for name, kind, default, help_text in OPTIONS:
-        parser.add_argument(name, type=kind, default=default, help=help_text)
+        choices = PRECISIONS if name == "--precision" else None
+        parser.add_argument(name, type=kind, default=default, help=help_text, choices=choices)
     args = parser.parse_args(argv)
     counts = (args.train_batches, args.warmup_batches, args.rounds, args.beam)
     optional = (args.sentences, args.batch_size, args.train_batch_size)

@@ -1,7 +1,9 @@
-"""The machine's float32 matrix-multiply roof, measured in this process, for `nmtpipe bench`.
+"""The machine's matrix-multiply roof, measured in this process, for `nmtpipe bench`.
 
-Two figures: GFLOP/s of `tf.linalg.matmul` on square n x n matrices (2n^3 FLOPs),
-the most this machine's matmul kernels deliver; and the ceiling of the shape a
+Three figures: GFLOP/s of float32 `tf.linalg.matmul` on square n x n matrices (2n^3
+FLOPs), the most this machine's matmul kernels deliver; the same in bfloat16 at
+n = 1024 (fast only where the CPU has bfloat16 arithmetic: AMX, AVX-512 BF16); and
+the ceiling of the shape a
 recurrent layer runs: one step's input and recurrent matmuls, many steps in a
 sequential loop (each step waits for the last), as the decoder runs them.
 
@@ -18,6 +20,7 @@ import time
 import tensorflow as tf
 
 SIZES = (1024, 2048)
+BF16, BF16_SIZE = "bfloat16", 1024  # the bfloat16 measurement and its matrix size
 STEP_LOOP = 100  # sequential steps per run of the recurrent-step loop
 
 
@@ -39,6 +42,7 @@ class Roof:
 
     def __init__(self, batch: int, in_dim: int, units: int, gates: int):
         self.matrices = {n: (tf.random.normal([n, n]), tf.random.normal([n, n])) for n in SIZES}
+        self.matrices[BF16] = tuple(tf.cast(m, tf.bfloat16) for m in self.matrices[BF16_SIZE])
         self.step_flops = STEP_LOOP * 2 * batch * gates * units * (in_dim + units)
         x = tf.random.normal([batch, in_dim])
         w_x = tf.random.normal([in_dim, gates * units], stddev=0.05)
@@ -52,8 +56,8 @@ class Roof:
 
         self.loop, self.h0 = loop, tf.zeros([batch, units])
         self.best: dict[str | int, float] = {}
-        self.cycle = itertools.cycle([*SIZES, "step"])
-        for name in [*SIZES, "step"]:  # warm-up (and tracing), not counted
+        self.cycle = itertools.cycle([*self.matrices, "step"])
+        for name in [*self.matrices, "step"]:  # warm-up (and tracing), not counted
             self._time(name)
 
     def _time(self, name: str | int) -> float:
@@ -69,7 +73,7 @@ class Roof:
 
     def measure(self, repeats: int = 5) -> None:
         """Time every measurement `repeats` times."""
-        for _ in range(repeats * (len(SIZES) + 1)):
+        for _ in range(repeats * (len(self.matrices) + 1)):
             self.sample()
 
     def figures(self) -> dict:
@@ -80,6 +84,7 @@ class Roof:
         return {
             **out,
             "gflops": roof,
+            "bfloat16_gflops_n1024": round(2 * BF16_SIZE**3 / self.best[BF16] / 1e9, 1),
             "decoder_step_matmul_gflops": step,
             "decoder_step_matmul_percent": round(100 * step / roof, 1),
         }

@@ -25,10 +25,16 @@ log = logging.getLogger(__name__)
 FORWARD_PARTS = ("encoder", "decoder_rnn", "attention", "output", "decoder")
 
 
-def training_model(trained, model_cfg, train_cfg) -> keras.Model:
-    """A fresh model built and compiled exactly as train.py builds and compiles it."""
+def training_model(trained, model_cfg, train_cfg, precision: str = "float32") -> keras.Model:
+    """A fresh model built and compiled exactly as train.py builds and compiles it, under
+    the Keras dtype policy `precision` (as asked: no fallback, a benchmark measures it)."""
     set_determinism(train_cfg.seed)
-    model = build_model(model_cfg, trained.sp_src.get_piece_size(), trained.sp_tgt.get_piece_size())
+    sizes = trained.sp_src.get_piece_size(), trained.sp_tgt.get_piece_size()
+    keras.config.set_dtype_policy(precision)
+    try:
+        model = build_model(model_cfg, *sizes)
+    finally:
+        keras.config.set_dtype_policy("float32")
     # train.py's own compile (schedule, label smoothing, metrics); the schedule's length
     # (steps per epoch) changes no step's cost.
     compile_model(model, train_cfg, steps_per_epoch=1000)

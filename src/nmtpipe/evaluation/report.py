@@ -149,7 +149,8 @@ def _training_section(summary: dict | None, curves_dir: Path | None) -> str:
     parts = []
     if summary:
         keys = ("epochs_run", "best_epoch", "best_val_loss", "best_epoch_dev_bleu", "train_time_s")
-        keys += ("pairs_per_s", "parameters", "train_pairs", "train_pairs_too_long")
+        keys += ("averaged_epochs", "pairs_per_s", "parameters", "train_pairs")
+        keys += ("train_pairs_too_long",)
         rows = [[k, summary[k]] for k in keys if k in summary]
         parts.append(_table(["figure", "value"], rows, {1}))
     curves = _read_curves(curves_dir) if curves_dir else []

@@ -70,8 +70,9 @@ class Attention(keras.layers.Layer):
         if projected_keys is None:
             projected_keys = self.project_keys(keys)
         scores = self.scores(query, projected_keys)
+        scores = ops.cast(scores, "float32")  # softmax in float32 under mixed precision
         scores = ops.where(ops.expand_dims(mask, 1), scores, ops.full_like(scores, -1e9))
-        weights = ops.softmax(scores, axis=-1)
+        weights = ops.cast(ops.softmax(scores, axis=-1), keys.dtype)
         context = ops.matmul(weights, keys)
         return context, weights
 

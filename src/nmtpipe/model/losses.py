@@ -15,6 +15,7 @@ def masked_loss(y_true, logits, label_smoothing: float = 0.0):
     eps / vocab (uniform over all pieces, as in keras' CategoricalCrossentropy), so
     per position: (1 - eps) * -log p(y) + eps * mean over pieces of -log p.
     """
+    logits = ops.cast(logits, "float32")  # the loss in float32 under mixed precision
     mask = ops.cast(ops.not_equal(y_true, PAD_ID), logits.dtype)  # batch x tgt_len
     loss = keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
     if label_smoothing:
@@ -50,8 +51,9 @@ class CrossEntropy(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         """y_true: batch x tgt_len ids, y_pred: logits batch x tgt_len x vocab."""
         mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")
-        loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-        self.total.assign_add(ops.sum(ops.cast(loss, "float32") * mask))
+        logits = ops.cast(y_pred, "float32")
+        loss = keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+        self.total.assign_add(ops.sum(loss * mask))
         self.tokens.assign_add(ops.sum(mask))
 
     def result(self):

@@ -13,6 +13,7 @@ continue as if it had never stopped:
                       seed-generator states) and the optimizer's (Adam moments,
                       iteration count, learning rate)
     best_weights.npz  EarlyStopping's best weights so far (restore_best_weights)
+    average.npz       with train.average_last: the epochs' weights kept for averaging
     live/             the dvclive directory so far, so the curves continue
 
 The shuffle order needs no state: epoch e's order is drawn from (seed, e) alone
@@ -39,10 +40,11 @@ from nmtpipe import __version__
 from nmtpipe.config import Params, to_dict
 from nmtpipe.fileio import atomic_dir, sha256_file, write_json
 from nmtpipe.layout import SIDES, split_files, tokenizer_file
+from nmtpipe.training.averaging import WeightAverage
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the checkpoint layout changes
+FORMAT = 2  # bump when the checkpoint layout changes
 STATE = "state.json"
 EARLY_STOPPING_STATE = ("wait", "best", "best_epoch", "stopped_epoch")
 PLATEAU_STATE = {"wait": int, "best": float, "cooldown_counter": int}  # ReduceLROnPlateau
@@ -115,6 +117,8 @@ class TrainingState(keras.callbacks.Callback):
         plateau: the ReduceLROnPlateau callback (train.lr_schedule: plateau), if any,
             whose counters are saved and restored too (the rate itself is an
             optimizer variable).
+        average: the WeightAverage callback (train.average_last), if any, whose kept
+            weights are saved and restored too.
     """
 
     def __init__(
@@ -123,10 +127,11 @@ class TrainingState(keras.callbacks.Callback):
         fingerprint: str,
         early: keras.callbacks.EarlyStopping,
         plateau: keras.callbacks.ReduceLROnPlateau | None = None,
+        average: WeightAverage | None = None,
     ):
         super().__init__()
         self.root, self.fingerprint, self.early = root, fingerprint, early
-        self.plateau = plateau
+        self.plateau, self.average = plateau, average
         self.epochs_done = 0
         self.history: dict[str, list[float]] = {}
         self.seconds_before = 0.0
@@ -135,6 +140,7 @@ class TrainingState(keras.callbacks.Callback):
         self._resumed: dict | None = None  # the state.json read by resume()
         self._resumed_path: Path | None = None
         self._best_weights: list = []  # EarlyStopping's, from the resumed checkpoint
+        self._averaged: dict = {}  # WeightAverage's arrays, from the resumed checkpoint
         self._started = time.perf_counter()
 
     def resume(self, model: keras.Model, epochs: int) -> int:
@@ -195,6 +201,9 @@ class TrainingState(keras.callbacks.Callback):
                 values = [arrays[f"v{num:05d}"] for num in range(len(variables))]
             with np.load(path / "best_weights.npz") as arrays:
                 best = [arrays[f"w{num:05d}"] for num in range(len(arrays.files))]
+            if self.average is not None:
+                with np.load(path / "average.npz") as arrays:
+                    self._averaged = {name: arrays[name] for name in arrays.files}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
             log.warning("%s: unreadable checkpoint (%s)", path, err)
             return None
@@ -231,6 +240,8 @@ class TrainingState(keras.callbacks.Callback):
         if self.plateau is not None:
             for key in PLATEAU_STATE:
                 setattr(self.plateau, key, self._resumed["plateau"][key])
+        if self.average is not None:
+            self.average.set_state(self._resumed["average"], self._averaged)
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
@@ -249,9 +260,13 @@ class TrainingState(keras.callbacks.Callback):
             )
             best = self.early.best_weights or []
             np.savez(tmp / "best_weights.npz", **{f"w{n:05d}": w for n, w in enumerate(best)})
+            averaged = None
+            if self.average is not None:
+                averaged, arrays = self.average.get_state()
+                np.savez(tmp / "average.npz", **arrays)
             if self.live_dir is not None:
                 shutil.copytree(self.live_dir, tmp / "live")
-            write_json(tmp / STATE, self._state(variables))
+            write_json(tmp / STATE, {**self._state(variables), "average": averaged})
         for old in _checkpoints(self.root):
             if old.name != name:
                 shutil.rmtree(old)

@@ -20,8 +20,10 @@ from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import CrossEntropy, masked_accuracy, training_loss
 from nmtpipe.modeldir import save_model_dir
 from nmtpipe.tokenizer import load_tokenizer
+from nmtpipe.training.averaging import WeightAverage
 from nmtpipe.training.callbacks import DevBleu, LearningRate, Throughput
 from nmtpipe.training.checkpoint import TrainingState, fingerprint
+from nmtpipe.training.precision import set_precision
 from nmtpipe.training.schedules import learning_rate, schedule_callbacks
 from nmtpipe.training.transfer import prepare_model
 
@@ -101,16 +103,18 @@ def train_model(
         stats["train_pairs_too_long"],
         stats["dev_pairs"],
     )
-    model, transfer = _build(params, tok_dir, stats)
+    model, transfer, precision = _build(params, tok_dir, stats)
     early = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=params.train.patience, restore_best_weights=True
     )
     schedule = schedule_callbacks(params.train)  # [ReduceLROnPlateau] or []
+    average = _averaging(params.train, early)
     state = TrainingState(
         checkpoint_dir,
         fingerprint(params, split_dir, tok_dir, transfer),
         early,
         plateau=schedule[0] if schedule else None,
+        average=average,
     )
     first_epoch = state.resume(model, params.train.epochs)
     train_ds, steps = make_train_dataset(
@@ -133,15 +137,21 @@ def train_model(
                 *schedule,
                 _dev_bleu(split_dir, tok_dir, params.train.dev_bleu_sentences),
                 early,
+                *([average] if average else []),  # after early stopping: reads its best epoch
                 DVCLiveCallback(live=state.open_live(live_tmp)),
                 state,  # last: checkpoints what the callbacks before it did this epoch
             ],
             verbose=1 if progress_enabled() else 2,
         )
-        summary = _summary(state.history, state.seconds, stats, model)
+        averaged = average.apply(model) if average else []
+        summary = {
+            **_summary(state.history, state.seconds, stats, model),
+            "averaged_epochs": max(len(averaged), 1),
+        }
         state.live.summary.update(summary)
         state.live.make_summary()
-        save_model_dir(model_tmp, model, _model_config(params, transfer, stats), tok_dir)
+        config = {**_model_config(params, transfer, stats), "precision": precision}
+        save_model_dir(model_tmp, model, {**config, "averaged_epochs": averaged}, tok_dir)
     state.clear()  # only now: a kill before the rename above resumes from it
     log.info(
         "best dev loss %.4f at epoch %d of %d (%.0f s)",
@@ -154,12 +164,22 @@ def train_model(
 
 
 def _build(params: Params, tok_dir: Path, stats: dict):
-    """The compiled model, after init_from/pretrained vectors/freeze; and their record."""
-    model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
-    transfer = prepare_model(model, params, tok_dir)
-    compile_model(model, params.train, stats["train_batches_per_epoch"])
-    log.info("model: %s parameters", f"{model.count_params():,}")
-    return model, transfer
+    """The compiled model, after init_from/pretrained vectors/freeze; their record; the
+    precision it trains in (train.precision, or float32 where the hardware lacks it)."""
+    precision = set_precision(params.train.precision)
+    try:
+        model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
+        transfer = prepare_model(model, params, tok_dir)
+        compile_model(model, params.train, stats["train_batches_per_epoch"])
+    finally:
+        keras.config.set_dtype_policy("float32")  # later models (evaluation) compute in float32
+    log.info("model: %s parameters, %s", f"{model.count_params():,}", precision)
+    return model, transfer, precision
+
+
+def _averaging(cfg: TrainConfig, early) -> WeightAverage | None:
+    """The WeightAverage callback of train.average_last (None: the best epoch alone)."""
+    return WeightAverage(cfg.average_last, early) if cfg.average_last > 1 else None
 
 
 def _model_config(params: Params, transfer: dict, stats: dict) -> dict:

@@ -1,0 +1,53 @@
+"""train.precision: Keras mixed precision where the hardware has the type, else float32.
+
+Under a mixed policy the layers compute in bfloat16 or float16 and keep float32
+weights; attention softmax, the loss and the metrics cast to float32 (model/), and
+Keras wraps the optimizer in loss scaling for float16. The model directory is
+loaded under the default float32 policy: translation computes in float32 from the
+same float32 weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags with bfloat16 arithmetic
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo is not readable)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    lines = (line for line in text.splitlines() if line.startswith("flags"))
+    return set(next(lines, ":").split(":", 1)[1].split())
+
+
+def supported_precision(requested: str, flags: set[str], gpus: int) -> tuple[str, str]:
+    """(policy to train with, why it differs from `requested`, or '')."""
+    if requested == "float32" or gpus:
+        return requested, ""
+    if requested == "mixed_bfloat16" and flags & set(BFLOAT16_CPU_FLAGS):
+        return requested, ""
+    if requested == "mixed_bfloat16":
+        why = f"this CPU has no bfloat16 arithmetic ({' or '.join(BFLOAT16_CPU_FLAGS)})"
+    else:
+        why = "float16 needs a GPU (CPUs emulate it, slower than float32)"
+    return "float32", why
+
+
+def set_precision(requested: str) -> str:
+    """Set Keras' global dtype policy for the model about to be built; return its name."""
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    policy, why = supported_precision(requested, cpu_flags(), gpus)
+    if why:
+        log.warning("train.precision %s: %s; training in float32", requested, why)
+    keras.config.set_dtype_policy(policy)
+    return policy
