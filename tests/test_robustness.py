@@ -442,6 +442,7 @@ def loaded(model_dir):
     return load_model_dir(model_dir)
 
 
+@pytest.mark.slow  # 30 examples through greedy search: ~10 s
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.text(max_size=40), max_size=6))
 def test_robustness_translate_any_unicode(loaded, sentences):

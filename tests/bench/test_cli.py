@@ -100,6 +100,7 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     assert list(dict.fromkeys(line.split(".")[0].split(":")[0] for line in out)) == sections
 
 
+@pytest.mark.slow  # traces four step functions of a Transformer: ~13 s
 def test_bench_times_a_transformer_by_its_parts(pipeline):
     """The other architecture's parts: its encoder, and its decoder with the output and
     loss, each a function bench times and counts the FLOPs of (the step, the roof and

@@ -63,6 +63,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert len({w.path for w in model.weights}) == len(model.weights)  # each in its own scope
 
 
+@pytest.mark.slow  # traces a greedy and a beam search graph of a Transformer: ~20 s
 def test_beam_of_one_is_greedy_and_greedy_follows_the_argmax():
     model = tiny(encoder_layers=2, decoder_layers=2)
     src_ids = [list(s[s > 0]) for s in batch(3)[0]] + [[5, 6, 7, 3]]

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from nmtpipe.search.decoders import BeamSearchDecoder, GreedyDecoder, SearchSettings
-from tests.tiny_models import batch, stack_ids, stacked, tiny
+from tests.tiny_models import batch, stacked, tiny
 
 
 def sequence_log_prob(model, src_row, ids):
@@ -23,10 +23,14 @@ def ending_sometimes(model):
     return model
 
 
-BEAM_STACKS = [("lstm", (1, 1)), ("lstm", (2, 2)), ("gru", (1, 2))]
+BEAM_STACKS = [  # the deeper stacks trace bigger search graphs: the slow tier
+    pytest.param("lstm", (1, 1), id="lstm-1x1"),
+    pytest.param("lstm", (2, 2), id="lstm-2x2", marks=pytest.mark.slow),
+    pytest.param("gru", (1, 2), id="gru-1x2", marks=pytest.mark.slow),
+]
 
 
-@pytest.mark.parametrize("cell, layers", BEAM_STACKS, ids=stack_ids(BEAM_STACKS))
+@pytest.mark.parametrize("cell, layers", BEAM_STACKS)
 def test_beam_of_one_is_greedy(cell, layers):
     model = stacked(cell, layers)
     src_ids = [list(s[s > 0]) for s in batch(3)[0]] + [[5, 6, 7, 3]]

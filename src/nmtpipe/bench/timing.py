@@ -70,11 +70,11 @@ def _transformer_parts(model) -> dict:
     width = model.cfg.embedding_dim
 
     def decoder(tgt_in, tgt_out, enc_out, enc_mask):
-        empty = [tf.zeros([tf.shape(tgt_in)[0], 0, width])] * model.n_states
+        empty = [tf.zeros([tf.shape(tgt_in)[0], 0, width], model.compute_dtype)] * model.n_states
         logits, _, _ = model.decode(tgt_in, enc_out, enc_mask, empty, training=True)
         return masked_loss(tgt_out, logits)
 
-    seq = tf.TensorSpec([None, None, width], tf.float32)
+    seq = tf.TensorSpec([None, None, width], model.compute_dtype)
     return {
         "encoder": _fn(lambda src: model.encode(src, training=True), ids),
         "decoder": _fn(decoder, ids, ids, seq, tf.TensorSpec([None, None], tf.bool)),
@@ -88,8 +88,8 @@ def part_functions(model) -> dict:
     if model.cfg.arch == "transformer":
         return _transformer_parts(model)
     ids = tf.TensorSpec([None, None], tf.int32)
-    seq = tf.TensorSpec([None, None, model.cfg.units], tf.float32)
-    states = [tf.TensorSpec([None, model.cfg.units], tf.float32)] * model.n_states
+    seq = tf.TensorSpec([None, None, model.cfg.units], model.compute_dtype)
+    states = [tf.TensorSpec([None, model.cfg.units], model.compute_dtype)] * model.n_states
     mask = tf.TensorSpec([None, None], tf.bool)
 
     def decoder_rnn(tgt_in, states):
