@@ -28,7 +28,7 @@ TEST_WORKERS ?= 2
 test: install  ## run the test suite, a test file per worker (TEST_WORKERS=0: all in this process)
 	pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
-test-fast: install  ## the fast tier: every test not marked slow (about 2 minutes on 2 cores)
+test-fast: install  ## the fast tier: every test not marked slow (under 1.5 minutes on 2 cores)
 	pytest -n $(TEST_WORKERS) -m "not slow"
 
 check: install  ## lint and format check
