@@ -8,7 +8,7 @@ import pytest
 
 from nmtpipe.config import TrainConfig
 from nmtpipe.model.build import build_model
-from nmtpipe.training.precision import cpu_flags, supported_precision
+from nmtpipe.training.precision import cpu_flags, dtype_policy, supported_precision
 from nmtpipe.training.train import compile_model
 from tests.model.test_transformer import CFG
 from tests.tiny_models import batch
@@ -49,9 +49,8 @@ def test_the_policy_falls_back_to_float32_without_the_hardware(requested, flags,
 
 @pytest.fixture
 def policy(request):
-    keras.config.set_dtype_policy(request.param)
-    yield request.param
-    keras.config.set_dtype_policy("float32")
+    with dtype_policy(request.param):
+        yield request.param
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16"], indirect=True)

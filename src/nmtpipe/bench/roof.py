@@ -3,9 +3,9 @@
 Three figures: GFLOP/s of float32 `tf.linalg.matmul` on square n x n matrices (2n^3
 FLOPs), the most this machine's matmul kernels deliver; the same in bfloat16 at
 n = 1024 (fast only where the CPU has bfloat16 arithmetic: AMX, AVX-512 BF16); and
-the ceiling of the shape a
-recurrent layer runs: one step's input and recurrent matmuls, many steps in a
-sequential loop (each step waits for the last), as the decoder runs them.
+the ceiling of the shape a recurrent layer runs: one step's input and recurrent
+matmuls, many steps in a sequential loop (each step waits for the last), as the
+decoder runs them.
 
 On a machine shared with other work one slow run says little, so `sample` is
 called again and again while the benchmark runs (between training steps) and the

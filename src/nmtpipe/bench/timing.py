@@ -19,6 +19,7 @@ from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import masked_loss
 from nmtpipe.search.settings import SearchSettings
 from nmtpipe.serving.translate import translate_sentences
+from nmtpipe.training.precision import dtype_policy
 from nmtpipe.training.train import compile_model, set_determinism
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,8 @@ def training_model(trained, model_cfg, train_cfg, precision: str = "float32") ->
     the Keras dtype policy `precision` (as asked: no fallback, a benchmark measures it)."""
     set_determinism(train_cfg.seed)
     sizes = trained.sp_src.get_piece_size(), trained.sp_tgt.get_piece_size()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with dtype_policy(precision):
         model = build_model(model_cfg, *sizes)
-    finally:
-        keras.config.set_dtype_policy("float32")
     # train.py's own compile (schedule, label smoothing, metrics); the schedule's length
     # (steps per epoch) changes no step's cost.
     compile_model(model, train_cfg, steps_per_epoch=1000)

@@ -10,6 +10,7 @@ same float32 weights.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -43,11 +44,21 @@ def supported_precision(requested: str, flags: set[str], gpus: int) -> tuple[str
     return "float32", why
 
 
-def set_precision(requested: str) -> str:
-    """Set Keras' global dtype policy for the model about to be built; return its name."""
+def choose_precision(requested: str) -> str:
+    """The dtype policy to train with on this machine (a warning when it falls back)."""
     gpus = len(tf.config.list_physical_devices("GPU"))
     policy, why = supported_precision(requested, cpu_flags(), gpus)
     if why:
         log.warning("train.precision %s: %s; training in float32", requested, why)
-    keras.config.set_dtype_policy(policy)
     return policy
+
+
+@contextmanager
+def dtype_policy(policy: str):
+    """Models built inside compute under `policy`; afterwards Keras' default (float32)
+    is back, so the models built later (evaluation, translation) compute in float32."""
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy("float32")

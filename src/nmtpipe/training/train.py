@@ -23,7 +23,7 @@ from nmtpipe.tokenizer import load_tokenizer
 from nmtpipe.training.averaging import WeightAverage
 from nmtpipe.training.callbacks import DevBleu, LearningRate, Throughput
 from nmtpipe.training.checkpoint import TrainingState, fingerprint
-from nmtpipe.training.precision import set_precision
+from nmtpipe.training.precision import choose_precision, dtype_policy
 from nmtpipe.training.schedules import learning_rate, schedule_callbacks
 from nmtpipe.training.transfer import prepare_model
 
@@ -166,13 +166,11 @@ def train_model(
 def _build(params: Params, tok_dir: Path, stats: dict):
     """The compiled model, after init_from/pretrained vectors/freeze; their record; the
     precision it trains in (train.precision, or float32 where the hardware lacks it)."""
-    precision = set_precision(params.train.precision)
-    try:
+    precision = choose_precision(params.train.precision)
+    with dtype_policy(precision):
         model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
         transfer = prepare_model(model, params, tok_dir)
         compile_model(model, params.train, stats["train_batches_per_epoch"])
-    finally:
-        keras.config.set_dtype_policy("float32")  # later models (evaluation) compute in float32
     log.info("model: %s parameters, %s", f"{model.count_params():,}", precision)
     return model, transfer, precision
 
