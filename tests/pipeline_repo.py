@@ -74,5 +74,7 @@ def make_repo(tmp_path_factory) -> Path:
     run([*GIT, "add", "-A"], repo)
     run([*GIT, "commit", "-qm", "init"], repo)
     # Every test starts from a trained pipeline; the first test checks this run's output.
-    (repo.parent / "first_repro.txt").write_text(run(["dvc", "repro"], repo).stdout)
+    first = run(["dvc", "repro"], repo)
+    (repo.parent / "first_repro.txt").write_text(first.stdout)
+    (repo.parent / "first_repro_stderr.txt").write_text(first.stderr)
     return repo

@@ -44,7 +44,7 @@ def test_compare_attention_experiments_with_dvc(repo):
     run(["dvc", "plots", "diff", "att-bahdanau", "transformer", "-o", str(out)], repo)
     page = out / "index.html"
     assert "cdn.jsdelivr" not in page.read_text()
-    assert probe_page(page)[2] >= 4  # loss, dev BLEU, learning rate, speed: drawn offline
+    assert probe_page(page)[2] >= 3  # loss, dev BLEU, learning rate: drawn offline
     screenshot(page, "plots-diff.png", height=2000)
 
 

@@ -26,6 +26,10 @@ COMMANDS = {
         "write a preset's values into params.yaml (--list: presets)",
     ),
     "bench": ("nmtpipe.bench.cli", "training/translation speed vs the machine's matmul roof"),
+    "compare": (
+        "nmtpipe.evaluation.compare",
+        "paired significance tests of two experiments, revisions or model dirs; an HTML page",
+    ),
     "params-doc": (
         "nmtpipe.tools.params_doc",
         "write docs/params.md and params.yaml's comments from config.py (--check)",

@@ -55,7 +55,8 @@ class DataConfig:
     )
     sha256: str = param("", "expected sha256 of the downloaded file ('' = do not check)")
     columns: tuple[str, ...] = param(
-        ("en", "es"), "language of each TSV column (the Anki/manythings layout is English first)"
+        ("en", "es"),
+        "language of each TSV column (a .zip is Anki/manythings: English, then the other)",
     )
     corpus: str = param("", "source=opus: OPUS corpus name, e.g. Tatoeba")
     release: str = param("latest", "source=opus: OPUS release")
@@ -71,8 +72,8 @@ class DataConfig:
             raise ConfigError("data.corpus is empty but data.source is 'opus'")
         if self.sha256 and (len(self.sha256) != 64 or not is_hex(self.sha256)):
             raise ConfigError(f"data.sha256 must be 64 hex digits, got {self.sha256!r}")
-        needs_columns = self.source == "url" and "{lang}" not in self.url
-        if needs_columns and not {self.src_lang, self.tgt_lang} <= set(self.columns):
+        tsv = self.source == "url" and "{lang}" not in self.url and not self.url.endswith(".zip")
+        if tsv and not {self.src_lang, self.tgt_lang} <= set(self.columns):
             raise ConfigError(
                 f"data.columns {list(self.columns)} must name both data.src_lang "
                 f"{self.src_lang!r} and data.tgt_lang {self.tgt_lang!r}"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nmtpipe.errors import ModelError, first_line
 from nmtpipe.fileio import write_json
 from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
+from nmtpipe.logs import quiet_tensorflow
 from nmtpipe.tokenizer import load_tokenizer
 
 
@@ -30,11 +32,30 @@ class TrainedModel:
 
 
 def save_model_dir(out_dir: Path, model, config: dict, tokenizer_dir: Path) -> None:
-    """Write model, resolved config and tokenizers into out_dir (an existing, empty dir)."""
+    """Write model, resolved config and tokenizers into out_dir (an existing, empty dir).
+
+    The same weights give the same bytes: model.keras holds no save time.
+    """
     model.save(out_dir / MODEL_FILE)
+    _drop_save_time(out_dir / MODEL_FILE)
     write_json(out_dir / MODEL_CONFIG, config)
     for side in SIDES:
         shutil.copyfile(tokenizer_file(tokenizer_dir, side), tokenizer_file(out_dir, side))
+
+
+def _drop_save_time(path: Path) -> None:
+    """Rewrite a .keras archive without Keras' `date_saved` and with fixed file dates."""
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            fixed = zipfile.ZipInfo(info.filename)  # dated 1980-01-01, zip's first day
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            archive.writestr(fixed, data)
 
 
 def require_model(model_dir: Path) -> None:
@@ -61,7 +82,8 @@ def load_model_dir(model_dir: Path, pair: tuple[str | None, str | None] = (None,
     _check_pair(have, model_dir, *(want or got for want, got in zip(pair, have, strict=True)))
     sp_src, sp_tgt = (load_tokenizer(tokenizer_file(model_dir, side)) for side in SIDES)
 
-    import keras  # only now: TensorFlow takes seconds to import
+    quiet_tensorflow()  # only now: TensorFlow takes seconds to import
+    import keras
 
     import nmtpipe.model.build  # noqa: F401  (registers the custom layers)
 

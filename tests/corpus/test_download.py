@@ -53,6 +53,22 @@ def test_anki_zip_with_attribution_and_reverse_direction(tmp_path):
     assert read_out(tmp_path / "raw") == [("Ve.", "Go."), ("Gracias.", "Thank you.")]
 
 
+def test_anki_zip_columns_follow_the_pair_not_data_columns(tmp_path):
+    """Another manythings archive (English-French) needs no data.columns: an Anki .zip is
+    English, then the pair's other language. A pair without English cannot be one."""
+    archive = anki_zip(tmp_path / "fra-eng.zip", ["Go.\tVa !\tCC-BY 2.0 (France) #1"])
+    french = url_config(archive, tgt_lang="fr")  # data.columns stays [en, es]
+    download_corpus(french, tmp_path / "en-fr")
+    assert read_out(tmp_path / "en-fr") == [("Go.", "Va !")]
+    download_corpus(url_config(archive, src_lang="fr", tgt_lang="en"), tmp_path / "fr-en")
+    assert read_out(tmp_path / "fr-en") == [("Va !", "Go.")]
+    with pytest.raises(ConfigError, match="English and one other language"):
+        download_corpus(url_config(archive, src_lang="fr", tgt_lang="de"), tmp_path / "fr-de")
+    assert not (tmp_path / "fr-de").exists()
+    with pytest.raises(ConfigError, match="must name both"):  # a TSV still needs its columns
+        url_config(tmp_path / "corpus.tsv", tgt_lang="fr")
+
+
 def test_gzipped_tsv_with_bom_crlf_and_blank_lines(tmp_path):
     path = tmp_path / "corpus.tsv.gz"
     path.write_bytes(gzip.compress("\ufeffHello.\tHola.\r\n\r\nBye.\tAdiós.\r\n".encode()))

@@ -37,7 +37,6 @@ PARAMS = {  # a tiny Transformer (the RNN's state is checked in process below), 
     },
     "train": {"epochs": 3, "dev_bleu_sentences": 0, "average_last": 2},
 }
-TIMING = ("epoch_time_s", "pairs_per_s", "tgt_tokens_per_s")  # curves that differ run to run
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +56,11 @@ def project(tmp_path_factory) -> Path:
 
 
 def start(project: Path, run: str, params: str = "params.yaml") -> subprocess.Popen:
-    """`nmtpipe train` writing model-{run}, live-{run} and checkpoints ckpt-{run}."""
+    """`nmtpipe train` writing model-{run}, live-{run}, timing-{run}.json and checkpoints
+    under ckpt-{run}."""
     args = ["--split", "split", "--tokenizers", "tok", "--params", params]
-    args += ["--out", f"model-{run}", "--live", f"live-{run}", "--checkpoints", f"ckpt-{run}"]
+    args += ["--out", f"model-{run}", "--live", f"live-{run}", "--timing", f"timing-{run}.json"]
+    args += ["--checkpoints", f"ckpt-{run}"]
     return subprocess.Popen(
         [sys.executable, "-m", "nmtpipe", "train", *args],
         cwd=project,
@@ -79,9 +80,10 @@ def train(project: Path, run: str, params: str = "params.yaml") -> str:
 
 
 def kill_after_checkpoint(proc: subprocess.Popen, checkpoints: Path, timeout: float = 300):
-    """SIGKILL proc as soon as its first epoch's checkpoint is in place."""
+    """SIGKILL proc as soon as its first epoch's checkpoint is in place (in the run's
+    own directory under `checkpoints`)."""
     deadline = time.monotonic() + timeout
-    while not list(checkpoints.glob("epoch-*")):
+    while not list(checkpoints.glob("*/epoch-*")):
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -104,13 +106,11 @@ def weights(model_dir: Path) -> list[np.ndarray]:
 
 
 def curves(live: Path) -> dict[str, list[list[str]]]:
-    """dvclive's curves without their timestamp column and the timing curves."""
-    found = {}
-    for tsv in sorted((live / "plots/metrics").rglob("*.tsv")):
-        if tsv.stem not in TIMING:
-            rows = [line.split("\t") for line in tsv.read_text().splitlines()]
-            found[str(tsv.relative_to(live))] = [row[1:] for row in rows]  # drop timestamp
-    return found
+    """dvclive's curves, each a list of rows."""
+    return {
+        str(tsv.relative_to(live)): [line.split("\t") for line in tsv.read_text().splitlines()]
+        for tsv in sorted((live / "plots/metrics").rglob("*.tsv"))
+    }
 
 
 def test_train_dataset_order_is_a_function_of_seed_and_epoch():
@@ -227,13 +227,16 @@ def test_killed_training_resumes_to_the_same_model_and_curves(project, killed):
     assert "resuming" not in straight  # a fresh start says nothing special
     shutil.copytree(killed, project / "ckpt-resumed")
     log = train(project, "resumed")
-    assert re.search(r"resuming from epoch [23] of 3 \(checkpoint ckpt-resumed\)", log), log
+    assert re.search(r"resuming from epoch [23] of 3 \(checkpoint ckpt-resumed/\w{16}\)", log)
     for a, b in zip(
         weights(project / "model-straight"), weights(project / "model-resumed"), strict=True
     ):
         np.testing.assert_array_equal(a, b)
     assert curves(project / "live-resumed") == curves(project / "live-straight")
     assert len(curves(project / "live-resumed")["plots/metrics/train/loss.tsv"]) == 4  # + header
+    assert not any("_per_s" in name for name in curves(project / "live-resumed"))  # no timings
+    timing = json.loads((project / "timing-resumed.json").read_text())
+    assert len(timing["epoch_time_s"]) == 3 and timing["train_time_s"] > 0  # resumed ones too
     metrics = [
         json.loads((project / f"live-{run}/metrics.json").read_text())
         for run in ("straight", "resumed")
@@ -241,7 +244,7 @@ def test_killed_training_resumes_to_the_same_model_and_curves(project, killed):
     for key in ("best_val_loss", "best_epoch", "epochs_run", "step", "averaged_epochs"):
         assert metrics[0][key] == metrics[1][key], key
     assert metrics[0]["averaged_epochs"] == min(2, metrics[0]["best_epoch"])
-    assert list((project / "ckpt-resumed").iterdir()) == []  # a complete run empties it
+    assert list((project / "ckpt-resumed").iterdir()) == []  # a complete run deletes its own
     assert list((project / "ckpt-straight").iterdir()) == []
 
 
@@ -257,13 +260,15 @@ def test_checkpoint_of_other_params_is_discarded(project, killed, caplog):
     ours, other = (fingerprint(params_from_dict(p), split, tok, {}) for p in (PARAMS, lr))
     assert ours != other
     shutil.copytree(killed, project / "ckpt-lr")
-    [checkpoint] = (project / "ckpt-lr").glob("epoch-*")
+    [run_dir] = (project / "ckpt-lr").iterdir()
+    assert run_dir.name == ours[:16]  # train_model keys each run's directory by its inputs
+    [checkpoint] = run_dir.glob("epoch-*")
     assert json.loads((checkpoint / "state.json").read_text())["fingerprint"] == ours
     early = keras.callbacks.EarlyStopping()
     with caplog.at_level(logging.INFO, logger="nmtpipe.training.checkpoint"):
-        assert TrainingState(project / "ckpt-lr", other, early).resume(tiny_model(1), 3) == 0
+        assert TrainingState(run_dir, other, early).resume(tiny_model(1), 3) == 0
     assert "checkpoint is for other params/data: starting over" in caplog.text
-    assert list((project / "ckpt-lr").iterdir()) == []
+    assert list(run_dir.iterdir()) == []
 
 
 def test_damaged_checkpoint_starts_over(tmp_path, caplog):

@@ -168,7 +168,7 @@ def test_freeze_keeps_frozen_weights_through_training(data, caplog):
     run = params(
         epochs=1, batch_size=16, init_from=str(data / "base"), freeze=("encoder", "embeddings")
     )
-    train_model(data / "split", data / "tok", run, data / "tuned", data / "live")
+    train_model(data / "split", data / "tok", run, data / "tuned", data / "live", data / "t.json")
     tuned, base = load_model_dir(data / "tuned"), load_model_dir(data / "base")
     new, old = by_layer(tuned.model), by_layer(base.model)
     for name in ("src_embedding", "tgt_embedding", "encoder"):

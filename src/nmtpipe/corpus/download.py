@@ -73,8 +73,9 @@ def _open_source(cfg: DataConfig, workdir: Path):
     if cfg.source == "url":
         path = _fetch_checked(cfg.url, cfg.sha256, workdir)
         origin = {"source": "url", "file": cfg.url, "sha256": sha256_file(path)}
+        columns = sources.anki_columns(cfg) if cfg.url.endswith(".zip") else cfg.columns
         return lambda stats: sources.read_tsv(
-            path, cfg.columns, cfg.src_lang, cfg.tgt_lang, stats
+            path, columns, cfg.src_lang, cfg.tgt_lang, stats
         ), origin
     return _open_opus(cfg, workdir)
 

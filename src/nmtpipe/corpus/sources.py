@@ -148,6 +148,17 @@ def _open_zip_member(path: Path) -> tuple[io.BufferedIOBase, str]:
     return archive.open(members[0]), f"{path}:{members[0].filename}"
 
 
+def anki_columns(cfg) -> tuple[str, str]:
+    """The columns of an Anki/manythings archive (data.columns is for TSV files): English,
+    then the pair's other language."""
+    if "en" not in (cfg.src_lang, cfg.tgt_lang):
+        raise ConfigError(
+            f"{cfg.url}: an Anki/manythings .zip is English and one other language; "
+            f"data.src_lang/tgt_lang are {cfg.src_lang!r}/{cfg.tgt_lang!r}"
+        )
+    return ("en", cfg.tgt_lang if cfg.src_lang == "en" else cfg.src_lang)
+
+
 def read_tsv(path: Path, columns: tuple[str, ...], src_lang: str, tgt_lang: str, stats: dict):
     """Yield (src, tgt) pairs from a TSV file whose columns have the languages `columns`.
 

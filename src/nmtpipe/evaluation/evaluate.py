@@ -71,9 +71,10 @@ def evaluate_model(
 ) -> dict:
     """Translate and score the test split; return the metrics.
 
-    Writes out["metrics"] (JSON), out["dir"]/{hypotheses.txt,scores.tsv} and
-    out["report"] (HTML). `pair` is the (src_lang, tgt_lang) the test split is
-    in; the model must match it.
+    Writes out["metrics"] (JSON), out["dir"]/{hypotheses.txt,scores.tsv},
+    out["report"] (HTML) and out["timing"] (JSON: decoding time and speed, kept out of
+    the others so that they are the same bytes on every run). `pair` is the
+    (src_lang, tgt_lang) the test split is in; the model must match it.
     """
     trained = load_model_dir(model_dir)
     check_pair(trained, model_dir, *pair)
@@ -89,8 +90,11 @@ def evaluate_model(
         "copy_source_bleu": score_corpus(sources, refs)["bleu"],
         "test_sentences": len(sources),
         "test_references": sum(len(r) for r in refs),
+    }
+    timing = {  # apart from the metrics: the only figures that differ run to run
         "decode_time_s": round(seconds, 2),
         "sentences_per_s": round(len(sources) / seconds, 1),
+        "beam_size": cfg.beam_size,
     }
     table = sentence_scores(sources, hyps, refs)
     report = _report_data(trained, metrics, table, (sources, hyps, refs), split_dir, records)
@@ -98,11 +102,13 @@ def evaluate_model(
         atomic_dir(out["dir"]) as tmp,
         atomic_file(out["metrics"]) as tmp_metrics,
         atomic_file(out["report"]) as tmp_report,
+        atomic_file(out["timing"]) as tmp_timing,
     ):
         write_lines(tmp / HYPOTHESES, hyps)
         table.to_csv(tmp / SENTENCE_SCORES, sep="\t", index=False)
         write_report(tmp_report, report)
         write_json(tmp_metrics, metrics)
+        write_json(tmp_timing, timing)
     log.info(
         "test BLEU %.2f chrF %.2f TER %.2f on %d sentences (copying the source: BLEU %.2f)",
         metrics["bleu"],

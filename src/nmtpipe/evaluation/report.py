@@ -27,8 +27,7 @@ CURVES = (  # (title, [(label, dvclive plot file)])
     ("Loss (masked cross-entropy)", [("train", "train/loss.tsv"), ("dev", "eval/loss.tsv")]),
     ("Dev BLEU (greedy, fixed sample)", [("dev", "eval/bleu.tsv")]),
     ("Learning rate", [("Adam", "train/learning_rate.tsv")]),
-    ("Training speed (pairs/s)", [("train", "train/pairs_per_s.tsv")]),
-)
+)  # no timings: the report is the same bytes for the same model (they are in *timing.json)
 
 
 @dataclass
@@ -119,7 +118,7 @@ def _scores_section(m: dict) -> str:
     rows.append(["BLEU of copying the source", m["copy_source_bleu"], "a floor: no translation"])
     facts = (
         f"<p>{m['test_sentences']} distinct test sources scored against "
-        f"{m['test_references']} references; decoded at {m['sentences_per_s']} sentences/s.</p>"
+        f"{m['test_references']} references.</p>"
     )
     return _section("Scores", _table(["metric", "score", "sacrebleu signature"], rows, {1}) + facts)
 
@@ -145,13 +144,19 @@ def _data_section(manifest: dict | None, clean: dict | None, sizes: dict | None)
     return _section("Data", "\n".join(parts) or "<p>No data records found.</p>")
 
 
+def _figure(value):
+    """A summary figure as people read it: floats to 4 significant digits, ints with commas."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    return f"{value:,}" if isinstance(value, int) else value
+
+
 def _training_section(summary: dict | None, curves_dir: Path | None) -> str:
     parts = []
     if summary:
-        keys = ("epochs_run", "best_epoch", "best_val_loss", "best_epoch_dev_bleu", "train_time_s")
-        keys += ("averaged_epochs", "pairs_per_s", "parameters", "train_pairs")
-        keys += ("train_pairs_too_long",)
-        rows = [[k, summary[k]] for k in keys if k in summary]
+        keys = ("epochs_run", "best_epoch", "best_val_loss", "best_epoch_dev_bleu")
+        keys += ("averaged_epochs", "parameters", "train_pairs", "train_pairs_too_long")
+        rows = [[k, _figure(summary[k])] for k in keys if k in summary]
         parts.append(_table(["figure", "value"], rows, {1}))
     curves = _read_curves(curves_dir) if curves_dir else []
     if curves:

@@ -96,6 +96,19 @@ class Translator(tf.Module):
         )
 
 
+def _derive_fingerprint_uuid(path: Path) -> None:
+    """TensorFlow writes a random uuid into the SavedModel's fingerprint.pb: derive it
+    from the fingerprint's content hashes instead, so that the same model exports to the
+    same bytes (it still changes whenever the graph or the weights do)."""
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    fingerprint = fingerprint_pb2.FingerprintDef.FromString(path.read_bytes())
+    fingerprint.ClearField("uuid")
+    digest = hashlib.sha256(fingerprint.SerializeToString(deterministic=True)).digest()
+    fingerprint.uuid = str(int.from_bytes(digest[:16], "big"))  # TF's form: a 128-bit number
+    path.write_bytes(fingerprint.SerializeToString(deterministic=True))
+
+
 def export_model(model_dir: Path, out_dir: Path, cfg: ExportConfig) -> None:
     """Write the SavedModel of model_dir into out_dir, with the model's config.json.
 
@@ -108,6 +121,7 @@ def export_model(model_dir: Path, out_dir: Path, cfg: ExportConfig) -> None:
     translator = Translator(trained.model, src_spm, tgt_spm, cfg.max_len_ratio)
     with atomic_dir(out_dir) as tmp:
         tf.saved_model.save(translator, str(tmp), signatures={SIGNATURE: translator.translate})
+        _derive_fingerprint_uuid(tmp / "fingerprint.pb")
         export = {
             "signature": SIGNATURE,
             "decoding": "greedy",

@@ -6,12 +6,16 @@ import argparse
 from pathlib import Path
 
 from nmtpipe.config import Params, load_params
+from nmtpipe.logs import quiet_tensorflow
 
 
 def parse_stage_args(
-    name: str, doc: str, paths: dict[str, str], argv: list[str] | None
+    name: str, doc: str, paths: dict[str, str], argv: list[str] | None, tensorflow: bool = False
 ) -> tuple[argparse.Namespace, Params]:
-    """Parse `--params` and the stage's required path options; load and validate params."""
+    """Parse `--params` and the stage's required path options; load and validate params.
+
+    tensorflow: the stage runs TensorFlow, imported here (quietly) once params are valid.
+    """
     parser = argparse.ArgumentParser(prog=f"nmtpipe {name}", description=doc)
     parser.add_argument(
         "--params",
@@ -24,4 +28,7 @@ def parse_stage_args(
             f"--{option.replace('_', '-')}", type=Path, required=True, help=help_text
         )
     args = parser.parse_args(argv)
-    return args, load_params(args.params)
+    params = load_params(args.params)
+    if tensorflow:
+        quiet_tensorflow()
+    return args, params

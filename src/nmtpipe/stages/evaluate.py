@@ -12,6 +12,7 @@ def main(argv=None) -> None:
             "model": "model directory",
             "split": "split directory",
             "metrics": "metrics JSON file",
+            "timing": "timing JSON file (decoding time and speed)",
             "out": "directory for hypotheses and per-sentence scores",
             "report": "HTML report file",
             "manifest": "download manifest (for the report)",
@@ -19,6 +20,7 @@ def main(argv=None) -> None:
             "live": "train stage dvclive directory (for the report)",
         },
         argv,
+        tensorflow=True,
     )
     from nmtpipe.evaluation.evaluate import (  # TensorFlow loads after params check
         Records,
@@ -32,6 +34,6 @@ def main(argv=None) -> None:
         # what produced the model and the scores (dvc.yaml lists these sections as params)
         {name: to_dict(section) for name, section in vars(params).items() if name != "export"},
     )
-    out = {"metrics": args.metrics, "dir": args.out, "report": args.report}
+    out = {"metrics": args.metrics, "dir": args.out, "report": args.report, "timing": args.timing}
     pair = (params.data.src_lang, params.data.tgt_lang)
     evaluate_model(args.model, args.split, params.evaluate, pair, out, records)

@@ -12,10 +12,15 @@ def main(argv=None) -> None:
             "tokenizers": "tokenizer directory",
             "out": "model directory",
             "live": "dvclive directory (metrics, plots)",
-            "checkpoints": "checkpoint directory: resume an interrupted run from it",
+            "timing": "timing JSON file (training time, pairs/s)",
+            "checkpoints": "working directory of checkpoints (one per run's inputs): an "
+            "interrupted run resumes from its own",
         },
         argv,
+        tensorflow=True,
     )
     from nmtpipe.training.train import train_model  # TensorFlow loads only after params are valid
 
-    train_model(args.split, args.tokenizers, params, args.out, args.live, args.checkpoints)
+    train_model(
+        args.split, args.tokenizers, params, args.out, args.live, args.timing, args.checkpoints
+    )

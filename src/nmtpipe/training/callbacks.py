@@ -2,7 +2,9 @@
 
 They must run before DVCLiveCallback in the callback list: it logs whatever the
 logs dict holds when its own on_epoch_end runs. Keys starting with "val_" become
-dvclive's eval/ curves, the others train/ curves.
+dvclive's eval/ curves, the others train/ curves. Throughput is the exception: it
+runs after DVCLiveCallback, so that timings stay out of the curves (the train stage
+writes them to its timing file).
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from nmtpipe.modeldir import TrainedModel
 from nmtpipe.search.settings import SearchSettings
 from nmtpipe.serving.translate import translate_sentences
 
+TIMING = ("epoch_time_s", "pairs_per_s", "tgt_tokens_per_s")  # the logs Throughput adds
+
 
 class Throughput(keras.callbacks.Callback):
-    """Adds epoch wall time (training + dev pass) and pairs/target tokens per second."""
+    """Adds epoch wall time (training + dev pass) and pairs/target tokens per second
+    (TIMING), after DVCLiveCallback has logged the epoch: timings differ run to run."""
 
     def __init__(self, pairs: int, tgt_tokens: int):
         super().__init__()

@@ -1,7 +1,9 @@
 """Resumable training: the whole training state, checkpointed after every epoch.
 
-`nmtpipe train --checkpoints DIR` keeps the newest checkpoint, `DIR/epoch-NNNN`
-(NNNN = epochs completed). Each is written into a temporary directory, renamed
+`nmtpipe train --checkpoints DIR` keeps the newest checkpoint of a run,
+`DIR/KEY/epoch-NNNN` (KEY = the start of the run's fingerprint, below; NNNN = epochs
+completed): runs with other inputs keep theirs beside it, and DIR is no DVC output,
+so DVC's run-cache stays on for train. Each is written into a temporary directory, renamed
 into place when complete, and only then is the older one deleted, so a kill at
 any moment leaves a whole checkpoint. It holds everything the next run needs to
 continue as if it had never stopped:
@@ -19,7 +21,7 @@ continue as if it had never stopped:
 The shuffle order needs no state: epoch e's order is drawn from (seed, e) alone
 (dataset.make_train_dataset). A checkpoint is resumed only when its fingerprint
 (params, training data, tokenizers, transfer inputs, code and library versions)
-is the run's; otherwise it is deleted. A complete run empties the directory.
+is the run's; otherwise it is deleted. A complete run deletes its directory.
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ class TrainingState(keras.callbacks.Callback):
     directory; after fit, `history` holds every epoch's logs, resumed ones included.
 
     Args:
-        root: the checkpoint directory (None: keep nothing on disk, never resume).
+        root: the run's checkpoint directory, DIR/KEY (None: keep nothing on disk, never
+            resume).
         fingerprint: identifies the run (see fingerprint()).
         early: the EarlyStopping callback whose state is saved and restored.
         plateau: the ReduceLROnPlateau callback (train.lr_schedule: plateau), if any,
@@ -168,6 +171,7 @@ class TrainingState(keras.callbacks.Callback):
                 path,
             )
             self.clear()
+            self.root.mkdir(parents=True)
             return 0
         state, values, self._best_weights = loaded
         for variable, value in zip(_variables(model), values, strict=True):
@@ -295,8 +299,6 @@ class TrainingState(keras.callbacks.Callback):
         }
 
     def clear(self) -> None:
-        """Delete every checkpoint (the run is complete, or they are stale); keep the directory."""
-        if self.root is None or not self.root.is_dir():
-            return
-        for entry in [*_checkpoints(self.root), *self.root.glob(".epoch-*.tmp-*")]:
-            shutil.rmtree(entry)
+        """Delete the run's checkpoint directory (the run is complete, or it is stale)."""
+        if self.root is not None and self.root.is_dir():
+            shutil.rmtree(self.root)

@@ -13,7 +13,7 @@ from nmtpipe.config import Params, TrainConfig, to_dict
 from nmtpipe.dataset import batches_per_epoch, encode_pairs, make_dataset, make_train_dataset
 from nmtpipe.errors import DataError
 from nmtpipe.evaluation.scoring import group_references
-from nmtpipe.fileio import atomic_dir, read_split
+from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json
 from nmtpipe.layout import SIDES, tokenizer_file
 from nmtpipe.logs import progress_enabled
 from nmtpipe.model.build import build_model
@@ -21,7 +21,7 @@ from nmtpipe.model.losses import CrossEntropy, masked_accuracy, training_loss
 from nmtpipe.modeldir import save_model_dir
 from nmtpipe.tokenizer import load_tokenizer
 from nmtpipe.training.averaging import WeightAverage
-from nmtpipe.training.callbacks import DevBleu, LearningRate, Throughput
+from nmtpipe.training.callbacks import TIMING, DevBleu, LearningRate, Throughput
 from nmtpipe.training.checkpoint import TrainingState, fingerprint
 from nmtpipe.training.precision import choose_precision, dtype_policy
 from nmtpipe.training.schedules import learning_rate, schedule_callbacks
@@ -85,12 +85,15 @@ def train_model(
     params: Params,
     out_dir: Path,
     live_dir: Path,
+    timing_path: Path,
     checkpoint_dir: Path | None = None,
 ) -> dict:
-    """Train, then write the model directory to out_dir and dvclive logs to live_dir.
+    """Train, then write the model directory to out_dir, dvclive logs to live_dir and
+    the training time and speeds to timing_path (JSON).
 
-    With checkpoint_dir, the training state is checkpointed there after every epoch,
-    a run resumes from this run's checkpoint, and a complete run empties it.
+    With checkpoint_dir, the training state is checkpointed after every epoch into
+    checkpoint_dir/KEY, KEY the start of the run's fingerprint (its params, data, code):
+    a run with the same inputs resumes from it, and a complete run removes it.
     """
     from dvclive.keras import DVCLiveCallback
 
@@ -109,9 +112,10 @@ def train_model(
     )
     schedule = schedule_callbacks(params.train)  # [ReduceLROnPlateau] or []
     average = _averaging(params.train, early)
+    run = fingerprint(params, split_dir, tok_dir, transfer)
     state = TrainingState(
-        checkpoint_dir,
-        fingerprint(params, split_dir, tok_dir, transfer),
+        checkpoint_dir / run[:16] if checkpoint_dir else None,
+        run,
         early,
         plateau=schedule[0] if schedule else None,
         average=average,
@@ -132,33 +136,35 @@ def train_model(
             shuffle=False,  # train_ds is shuffled, by epoch
             epochs=params.train.epochs,
             callbacks=[  # the figure-adding callbacks run before early stopping and dvclive
-                Throughput(stats["train_pairs"], stats["train_tgt_tokens"]),
                 LearningRate(),  # before plateau: logs the rate the epoch trained with
                 *schedule,
                 _dev_bleu(split_dir, tok_dir, params.train.dev_bleu_sentences),
                 early,
                 *([average] if average else []),  # after early stopping: reads its best epoch
                 DVCLiveCallback(live=state.open_live(live_tmp)),
+                Throughput(stats["train_pairs"], stats["train_tgt_tokens"]),  # not in curves
                 state,  # last: checkpoints what the callbacks before it did this epoch
             ],
             verbose=1 if progress_enabled() else 2,
         )
         averaged = average.apply(model) if average else []
         summary = {
-            **_summary(state.history, state.seconds, stats, model),
+            **_summary(state.history, stats, model),
             "averaged_epochs": max(len(averaged), 1),
         }
         state.live.summary.update(summary)
         state.live.make_summary()
         config = {**_model_config(params, transfer, stats), "precision": precision}
         save_model_dir(model_tmp, model, {**config, "averaged_epochs": averaged}, tok_dir)
-    state.clear()  # only now: a kill before the rename above resumes from it
+        with atomic_file(timing_path) as timing_tmp:
+            write_json(timing_tmp, timing := _timing(state.history, state.seconds))
+    state.clear()  # only now: a kill before the renames above resumes from it
     log.info(
         "best dev loss %.4f at epoch %d of %d (%.0f s)",
         summary["best_val_loss"],
         summary["best_epoch"],
         summary["epochs_run"],
-        summary["train_time_s"],
+        timing["train_time_s"],
     )
     return summary
 
@@ -209,15 +215,23 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int) -> None:
     )
 
 
-def _summary(history: dict, seconds: float, stats: dict, model) -> dict:
+def _timing(history: dict, seconds: float) -> dict:
+    """The timing file: training time, mean speeds, each epoch's time (resumed ones too)."""
+    epochs = len(history["epoch_time_s"])
+    return {
+        "train_time_s": round(seconds, 1),
+        **{key: round(sum(history[key]) / epochs, 1) for key in TIMING[1:]},
+        "epoch_time_s": [round(value, 1) for value in history["epoch_time_s"]],
+    }
+
+
+def _summary(history: dict, stats: dict, model) -> dict:
     val_loss = history["val_loss"]
     best = min(range(len(val_loss)), key=val_loss.__getitem__)
     return {
-        "best_val_loss": float(val_loss[best]),
+        "best_val_loss": round(val_loss[best], 4),
         "best_epoch": best + 1,
         "epochs_run": len(val_loss),
-        "train_time_s": round(seconds, 1),
-        "pairs_per_s": round(sum(history["pairs_per_s"]) / len(val_loss), 1),
         **(
             {"best_epoch_dev_bleu": round(history["val_bleu"][best], 2)}
             if "val_bleu" in history
