@@ -32,7 +32,7 @@ def need_chromium() -> str:
     return CHROMIUM
 
 
-def _chromium(*args: str) -> str:
+def chromium(*args: str) -> str:
     cmd = [need_chromium(), "--headless", "--no-sandbox", "--disable-gpu", OFFLINE, *args]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -44,7 +44,7 @@ def probe_page(page: Path) -> tuple[int, int, int]:
     probed = page.with_name(f"probe-{page.name}")
     head, body_end, tail = page.read_text(encoding="utf-8").rpartition("</body>")
     probed.write_text(head + PROBE + body_end + tail, encoding="utf-8")
-    dom = _chromium("--virtual-time-budget=15000", "--dump-dom", probed.as_uri())
+    dom = chromium("--virtual-time-budget=15000", "--dump-dom", probed.as_uri())
     found = re.search(r"<title>probe (\d+)/(\d+) (\d+)</title>", dom)
     assert found, f"the page never finished loading: {dom[:300]!r}"
     return tuple(int(n) for n in found.groups())
@@ -54,7 +54,7 @@ def screenshot(page: Path, name: str, height: int = 4000) -> Path:
     """A full-width PNG of `page` under build/test-artifacts/ (kept after the test)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = ARTIFACTS / name
-    _chromium(
+    chromium(
         "--virtual-time-budget=15000",
         f"--window-size=1200,{height}",
         f"--screenshot={out}",

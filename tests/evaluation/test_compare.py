@@ -29,7 +29,7 @@ from nmtpipe.evaluation.compare import (
 )
 from nmtpipe.evaluation.compare_page import differing_sentences, params_diff, write_page
 from nmtpipe.evaluation.scoring import group_references, score_corpus
-from tests.browser import _chromium, probe_page, screenshot
+from tests.browser import chromium, probe_page, screenshot
 from tests.conftest import ROOT, run_nmtpipe, sample_pairs
 
 SAMPLES = 200  # resamples and trials: plenty for these differences, and fast
@@ -187,7 +187,7 @@ def test_page_opens_offline_in_chromium(tmp_path):
     b = system("none", worse(refs), sources, refs, {"model": {"attention": "none"}})
     path = _write_page(tmp_path, a, b)
     assert probe_page(path) == (0, 0, 0)  # it loaded: no images, no plots
-    dom = _chromium("--virtual-time-budget=5000", "--dump-dom", path.as_uri())
+    dom = chromium("--virtual-time-budget=5000", "--dump-dom", path.as_uri())
     assert dom.count("<td>B worse</td>") == 3
     first = differing_sentences(a, b)[1][0]
     assert f"<td>{first['a']}</td><td>{first['b']}</td>" in dom

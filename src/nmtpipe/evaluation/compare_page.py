@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sacrebleu.metrics import CHRF
 
-from nmtpipe.evaluation.report import STYLE, _section, _table
+from nmtpipe.evaluation.report import STYLE, html_section, html_table
 
 DIFFERING = 10  # sentences shown in each direction
 MISSING = object()  # a param one side does not have
@@ -96,7 +96,7 @@ def _show(value) -> str:
 
 
 def _verdict_section(a, b, verdicts, alpha: float) -> str:
-    who = _table(["", "name", "what"], [["A", a.name, a.kind], ["B", b.name, b.kind]])
+    who = html_table(["", "name", "what"], [["A", a.name, a.kind], ["B", b.name, b.kind]])
     rows = [
         [
             v.metric,
@@ -112,7 +112,7 @@ def _verdict_section(a, b, verdicts, alpha: float) -> str:
         for v in verdicts
     ]
     header = ["metric", "A", "A 95% interval", "B", "B 95% interval", "B − A", "p (bs)", "p (ar)"]
-    table = _table([*header, "verdict"], rows, {1, 2, 3, 4, 5, 6, 7})
+    table = html_table([*header, "verdict"], rows, {1, 2, 3, 4, 5, 6, 7})
     refs = sum(len(r) for r in a.refs)
     note = (
         f"<p class=note>{len(a.sources)} distinct test sources, {refs} references. Paired tests "
@@ -122,11 +122,11 @@ def _verdict_section(a, b, verdicts, alpha: float) -> str:
         "95% intervals, sacrebleu's: the mean of the bootstrap resamples' scores ± half the "
         "spread of their middle 95%. TER is an error rate: lower is better.</p>"
     )
-    signatures = _table(
+    signatures = html_table(
         ["metric", "sacrebleu signatures: bs, ar"],
         [[v.metric, "\n".join(v.signatures)] for v in verdicts],
     )
-    return _section("Verdict", who + table + note + signatures)
+    return html_section("Verdict", who + table + note + signatures)
 
 
 def _interval(bounds: tuple[float, float]) -> str:
@@ -135,7 +135,7 @@ def _interval(bounds: tuple[float, float]) -> str:
 
 def _sentences_section(title: str, rows: list[dict], a, b) -> str:
     if not rows:
-        return _section(title, "<p>No such sentence.</p>")
+        return html_section(title, "<p>No such sentence.</p>")
     header = ["#", "source", f"A: {a.name}", f"B: {b.name}", "references", "chrF A", "chrF B"]
     cells = [
         [
@@ -150,13 +150,13 @@ def _sentences_section(title: str, rows: list[dict], a, b) -> str:
         for row in rows
     ]
     note = "<p class=note>By sentence chrF against all references of the source.</p>"
-    return _section(title, note + _table(header, cells, {0, 5, 6}))
+    return html_section(title, note + html_table(header, cells, {0, 5, 6}))
 
 
 def _params_section(a, b) -> str:
     rows = params_diff(a.params, b.params)
     if rows:
-        body = _table(["param", f"A: {a.name}", f"B: {b.name}"], rows)
+        body = html_table(["param", f"A: {a.name}", f"B: {b.name}"], rows)
     elif any(name in b.params for name in a.params):
         body = "<p>A and B have the same params.</p>"
     else:
@@ -165,4 +165,4 @@ def _params_section(a, b) -> str:
         "<p class=note>Revisions: their params.yaml. Model directories: the model and train "
         "sections of their config.json, and the decoding used here (evaluate).</p>"
     )
-    return _section("Params that differ", body + note)
+    return html_section("Params that differ", body + note)

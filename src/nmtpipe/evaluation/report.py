@@ -67,7 +67,9 @@ def write_report(path: Path, data: ReportData) -> None:
         _buckets_section(data.buckets),
         _attention_section(data.attention, cfg["model"]["attention"]),
         _examples_section(data.table),
-        _section("Params", f"<pre>{escape(yaml.safe_dump(data.params, sort_keys=False))}</pre>"),
+        html_section(
+            "Params", f"<pre>{escape(yaml.safe_dump(data.params, sort_keys=False))}</pre>"
+        ),
     ]
     path.write_text(
         f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -86,11 +88,11 @@ img { max-width: 100%; } figure { display: inline-block; margin: 0.5em; }
 """
 
 
-def _section(title: str, body: str) -> str:
+def html_section(title: str, body: str) -> str:
     return f"<section><h2>{escape(title)}</h2>\n{body}\n</section>\n"
 
 
-def _table(header: list[str], rows: list[list], numeric=()) -> str:
+def html_table(header: list[str], rows: list[list], numeric=()) -> str:
     """An HTML table; the columns whose index is in `numeric` align right."""
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
     body = "".join(
@@ -120,7 +122,9 @@ def _scores_section(m: dict) -> str:
         f"<p>{m['test_sentences']} distinct test sources scored against "
         f"{m['test_references']} references.</p>"
     )
-    return _section("Scores", _table(["metric", "score", "sacrebleu signature"], rows, {1}) + facts)
+    return html_section(
+        "Scores", html_table(["metric", "score", "sacrebleu signature"], rows, {1}) + facts
+    )
 
 
 def _data_section(manifest: dict | None, clean: dict | None, sizes: dict | None) -> str:
@@ -137,11 +141,11 @@ def _data_section(manifest: dict | None, clean: dict | None, sizes: dict | None)
         rows.append(["kept", clean["pairs_out"]])
         parts.append(
             f"<p>Cleaning (OpusFilter): {clean['pairs_in']:,} pairs in, {clean['pairs_out']:,} "
-            "out. Pairs removed by each filter:</p>" + _table(["filter", "pairs"], rows, {1})
+            "out. Pairs removed by each filter:</p>" + html_table(["filter", "pairs"], rows, {1})
         )
     if sizes:
-        parts.append(_table(["split", "pairs"], [[k, v] for k, v in sizes.items()], {1}))
-    return _section("Data", "\n".join(parts) or "<p>No data records found.</p>")
+        parts.append(html_table(["split", "pairs"], [[k, v] for k, v in sizes.items()], {1}))
+    return html_section("Data", "\n".join(parts) or "<p>No data records found.</p>")
 
 
 def _figure(value):
@@ -157,7 +161,7 @@ def _training_section(summary: dict | None, curves_dir: Path | None) -> str:
         keys = ("epochs_run", "best_epoch", "best_val_loss", "best_epoch_dev_bleu")
         keys += ("averaged_epochs", "parameters", "train_pairs", "train_pairs_too_long")
         rows = [[k, _figure(summary[k])] for k in keys if k in summary]
-        parts.append(_table(["figure", "value"], rows, {1}))
+        parts.append(html_table(["figure", "value"], rows, {1}))
     curves = _read_curves(curves_dir) if curves_dir else []
     if curves:
         fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2))
@@ -168,7 +172,7 @@ def _training_section(summary: dict | None, curves_dir: Path | None) -> str:
             ax.grid(alpha=0.3)
             ax.legend()
         parts.append(_img(fig, "training curves"))
-    return _section("Training", "\n".join(parts) or "<p>No training records found.</p>")
+    return html_section("Training", "\n".join(parts) or "<p>No training records found.</p>")
 
 
 def _read_curves(curves_dir: Path) -> list[tuple[str, list[tuple[str, pd.DataFrame]]]]:
@@ -191,13 +195,13 @@ def _buckets_section(buckets: pd.DataFrame) -> str:
     ax.set(xlabel="source length (words)", ylabel="BLEU")
     for x, (bleu, n) in enumerate(zip(buckets["bleu"], buckets["sentences"], strict=True)):
         ax.annotate(f"n={n}", (x, bleu), ha="center", va="bottom", fontsize=8)
-    table = _table(["source words", "sentences", "BLEU"], rows, {1, 2})
-    return _section("BLEU by source length", table + _img(fig, "BLEU by source length"))
+    table = html_table(["source words", "sentences", "BLEU"], rows, {1, 2})
+    return html_section("BLEU by source length", table + _img(fig, "BLEU by source length"))
 
 
 def _attention_section(examples: list[Attention], kind: str) -> str:
     if not examples:
-        return _section("Attention", f"<p>No attention weights (model.attention: {kind}).</p>")
+        return html_section("Attention", f"<p>No attention weights (model.attention: {kind}).</p>")
     figures = []
     for example in examples:
         rows, cols = len(example.tgt_pieces), len(example.src_pieces)
@@ -208,7 +212,7 @@ def _attention_section(examples: list[Attention], kind: str) -> str:
         ax.set(xlabel="source pieces", ylabel="output pieces")
         figures.append(f"<figure>{_img(fig, 'attention weights')}</figure>")
     intro = f"<p>{kind} attention of the output pieces (rows) over the source pieces.</p>"
-    return _section("Attention", intro + "".join(figures))
+    return html_section("Attention", intro + "".join(figures))
 
 
 def _examples_section(table: pd.DataFrame) -> str:
@@ -223,5 +227,5 @@ def _examples_section(table: pd.DataFrame) -> str:
             [r.bleu, r.chrf, r.source, r.hypothesis, r.references.replace(" ||| ", " / ")]
             for r in rows.itertuples()
         ]
-        parts.append(f"<h3>{title}</h3>" + _table(header, cells, {0, 1}))
-    return _section("Examples (sentence BLEU)", "\n".join(parts))
+        parts.append(f"<h3>{title}</h3>" + html_table(header, cells, {0, 1}))
+    return html_section("Examples (sentence BLEU)", "\n".join(parts))
