@@ -32,7 +32,10 @@ TINY = {
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    """cmd in cwd, with the venv's commands first on PATH and TensorFlow's log level as a
+    user has it (unset: the tests' own setting would hide what a user sees)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
     return result

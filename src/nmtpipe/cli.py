@@ -63,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         sys.stderr.write(f"nmtpipe: error: unknown command {command!r}{hint}\n")
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-    setup_logging(verbose=os.environ.get("NMTPIPE_VERBOSE") == "1")
+    verbose = os.environ.get("NMTPIPE_VERBOSE") == "1"
+    # TensorFlow's C++ log, before it is imported: its errors that matter raise in Python
+    # (our one-line error); what it logs at ERROR level on its own is start-up and kernel
+    # noise (`oneDNN supports DT_BOOL only on platforms with AVX-512`)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    setup_logging(verbose=verbose)
     try:
         importlib.import_module(COMMANDS[command][0]).main(rest)
     except NmtpipeError as err:
