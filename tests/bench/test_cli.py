@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+import tensorflow as tf
 
 from nmtpipe.bench.cli import main, read_test_scores
 from nmtpipe.config import ModelConfig, TokenizerConfig, TrainConfig, to_dict
@@ -63,7 +64,8 @@ def bench(pipeline, model: str, train_batches: int, sentences: int, beam: int, *
 @pytest.mark.slow
 def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     figures = bench(pipeline, "model", 3, 6, 3, "--precision", "mixed_bfloat16")
-    sections = ["machine", "model", "roof", "train", "time", "gap", "translate", "memory", "test"]
+    sections = ["machine", "model", "roof", "train", "precision", "time", "gap", "translate"]
+    sections += ["memory", "test"]
     assert sorted(figures) == sorted(sections)  # write_json sorts keys
     roof, train = figures["roof"], figures["train"]
     assert roof["gflops"] > 0 and roof["decoder_step_matmul_gflops"] > 0
@@ -74,6 +76,11 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
         assert train[name] > 0, name
     assert 0 < train["roof_percent"] <= 100
     assert train["tgt_tokens_per_s"] > train["pairs_per_s"]
+    steps = figures["precision"]  # the step in every precision: the one measured in full,
+    assert steps["mixed_bfloat16_step_ms"] == train["step_ms"]  # the others again
+    assert steps["float32_step_ms"] > 0  # every machine computes float32
+    if not tf.config.list_physical_devices("GPU"):
+        assert steps["mixed_float16_step_ms"].startswith("not measured: float16 needs a GPU")
     time = figures["time"]
     assert set(time) == {
         "encoder", "decoder_rnn", "attention", "output", "backward", "optimizer_and_overhead",

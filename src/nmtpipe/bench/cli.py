@@ -38,7 +38,8 @@ from nmtpipe.fileio import atomic_file, read_split, write_json
 from nmtpipe.layout import split_files
 
 log = logging.getLogger(__name__)
-SECTIONS = ("machine", "model", "roof", "train", "time", "gap", "translate", "memory", "test")
+SECTIONS = ("machine", "model", "roof", "train", "precision", "time", "gap", "translate")
+SECTIONS += ("memory", "test")
 
 
 def machine() -> dict:
@@ -99,7 +100,7 @@ def run_bench(args, params) -> dict:
 
     trained = load_model_dir(args.model)  # a missing model fails before TensorFlow loads
     from nmtpipe.bench.roof import Roof
-    from nmtpipe.bench.timing import part_figures, time_steps, training_model
+    from nmtpipe.bench.timing import part_figures, time_precisions, time_steps, training_model
 
     host = machine()
     model_cfg, train_cfg = model_config(trained, args.model)
@@ -114,6 +115,8 @@ def run_bench(args, params) -> dict:
     batches = train_batches(trained, args.split, train_cfg, count)
     warmup, measured = batches[: args.warmup_batches], batches[args.warmup_batches :]
     seconds = time_steps(model, warmup, measured, args.rounds, between=roof.sample)
+    steps = {f"{precision}_step_ms": round(1000 * sum(seconds["step"]) / len(measured), 1)}
+    steps |= time_precisions(trained, model_cfg, train_cfg, precision, warmup, measured)
     translate = translation(trained, args, params)
     roof.measure()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -125,6 +128,7 @@ def run_bench(args, params) -> dict:
         },
         "roof": roof.figures(),
         "train": train_figures(model, measured, seconds["step"], roof.figures()["gflops"]),
+        "precision": steps,  # the step in each precision: measured, or why not here
         "time": part_figures(model, measured, seconds),
         "translate": translate,
         "memory": {"peak_rss_mib": round(peak_kib / 1024, 1)},

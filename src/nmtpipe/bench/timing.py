@@ -15,11 +15,12 @@ import tensorflow as tf
 from keras import ops
 
 from nmtpipe.bench.flops import forward_flops
+from nmtpipe.config import PRECISIONS
 from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import masked_loss
 from nmtpipe.search.settings import SearchSettings
 from nmtpipe.serving.translate import translate_sentences
-from nmtpipe.training.precision import dtype_policy
+from nmtpipe.training.precision import cpu_flags, dtype_policy, supported_precision
 from nmtpipe.training.train import compile_model, set_determinism
 
 log = logging.getLogger(__name__)
@@ -134,13 +135,37 @@ def _run_parts(parts: dict, batch) -> dict[str, float]:
     return seconds
 
 
-def _run_step(model, parts: dict, batch) -> dict[str, float]:
-    """One training step (Keras' own train step, the function `fit` runs per batch), then
-    every part on the same batch; the wall time of each."""
+def _step(model, batch) -> float:
+    """Seconds of one training step: Keras' own train step, the function `fit` runs."""
     (src, tgt_in), tgt_out = batch
     started = time.perf_counter()
     model.train_on_batch((src, tgt_in), tgt_out)  # returns Python floats: the step is done
-    return {"step": time.perf_counter() - started, **_run_parts(parts, batch)}
+    return time.perf_counter() - started
+
+
+def _run_step(model, parts: dict, batch) -> dict[str, float]:
+    """One training step, then every part on the same batch; the wall time of each."""
+    return {"step": _step(model, batch), **_run_parts(parts, batch)}
+
+
+def time_precisions(trained, model_cfg, train_cfg, skip: str, warmup, measured) -> dict:
+    """The training step (ms, mean over `measured`, best of 2 rounds) in every precision
+    but `skip` (measured in full already) that this machine computes natively; for the
+    others, why not (what train.precision would fall back from)."""
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    figures = {}
+    for precision in (p for p in PRECISIONS if p != skip):
+        _, why = supported_precision(precision, cpu_flags(), gpus)
+        if why:
+            figures[f"{precision}_step_ms"] = f"not measured: {why}"
+            continue
+        log.info("training step in %s", precision)
+        model = training_model(trained, model_cfg, train_cfg, precision)
+        for batch in warmup:
+            _step(model, batch)
+        best = min(sum(_step(model, batch) for batch in measured) for _ in range(2))
+        figures[f"{precision}_step_ms"] = round(1000 * best / len(measured), 1)
+    return figures
 
 
 def time_steps(
