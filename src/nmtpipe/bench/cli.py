@@ -115,11 +115,11 @@ def run_bench(args, params) -> dict:
     batches = train_batches(trained, args.split, train_cfg, count)
     warmup, measured = batches[: args.warmup_batches], batches[args.warmup_batches :]
     seconds = time_steps(model, warmup, measured, args.rounds, between=roof.sample)
-    steps = {f"{precision}_step_ms": round(1000 * sum(seconds["step"]) / len(measured), 1)}
-    steps |= time_precisions(trained, model_cfg, train_cfg, precision, warmup, measured)
+    others = time_precisions(trained, model_cfg, train_cfg, precision, warmup, measured)
     translate = translation(trained, args, params)
     roof.measure()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    train = train_figures(model, measured, seconds["step"], roof.figures()["gflops"])
     figures = {
         "machine": host,
         "model": {
@@ -127,8 +127,9 @@ def run_bench(args, params) -> dict:
             "precision": precision,
         },
         "roof": roof.figures(),
-        "train": train_figures(model, measured, seconds["step"], roof.figures()["gflops"]),
-        "precision": steps,  # the step in each precision: measured, or why not here
+        "train": train,
+        # the step in each precision: measured, or why not here
+        "precision": {f"{precision}_step_ms": train["step_ms"], **others},
         "time": part_figures(model, measured, seconds),
         "translate": translate,
         "memory": {"peak_rss_mib": round(peak_kib / 1024, 1)},

@@ -30,15 +30,14 @@ from sacrebleu.significance import PairedTest
 
 from nmtpipe.config import EvaluateConfig, load_params
 from nmtpipe.errors import DataError, first_line
-from nmtpipe.evaluation.scoring import group_references, reference_streams
-from nmtpipe.fileio import atomic_file, read_split
-from nmtpipe.layout import SENTENCE_SCORES, split_files
+from nmtpipe.evaluation.scoring import REF_SEPARATOR, reference_streams
+from nmtpipe.fileio import atomic_file
+from nmtpipe.layout import SENTENCE_SCORES
 from nmtpipe.typedconfig import to_dict
 
 log = logging.getLogger(__name__)
 METRICS = (("BLEU", BLEU, True), ("chrF", CHRF, True), ("TER", TER, False))  # higher better?
 WORKSPACE = "workspace"
-REF_SEPARATOR = " ||| "  # how evaluate joins the references of one source in scores.tsv
 BETTER, WORSE, SAME = "B better", "B worse", "no significant difference"
 
 
@@ -171,17 +170,13 @@ def parse_scores(text: str, where: str) -> tuple[list[str], list[list[str]], lis
 
 def translated_system(model_dir: Path, split_dir: Path, cfg: EvaluateConfig, pair) -> System:
     """Translate the test split's distinct sources with a model directory, as evaluate does."""
-    from nmtpipe.modeldir import load_model_dir, require_model  # TensorFlow: only here
-    from nmtpipe.search.settings import SearchSettings
-    from nmtpipe.serving.translate import translate_sentences
+    from nmtpipe.evaluation.evaluate import decode, test_set  # TensorFlow: only here
+    from nmtpipe.modeldir import load_model_dir, require_model
 
     require_model(model_dir)
-    sources, refs = group_references(*read_split(split_dir, "test"))
-    if not sources:
-        raise DataError(f"{split_files(split_dir, 'test')[0]}: the test split is empty")
+    sources, refs = test_set(split_dir)
     trained = load_model_dir(model_dir, pair)
-    settings = SearchSettings(cfg.beam_size, cfg.length_penalty, cfg.max_len_ratio)
-    hyps = translate_sentences(trained, sources, settings, cfg.batch_size, desc=str(model_dir))
+    hyps = decode(trained, sources, cfg, desc=str(model_dir))
     params = {name: trained.config[name] for name in ("model", "train") if name in trained.config}
     return System(
         str(model_dir), "model directory", sources, hyps, refs, {"evaluate": to_dict(cfg), **params}

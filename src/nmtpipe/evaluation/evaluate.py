@@ -21,7 +21,12 @@ from nmtpipe.config import EvaluateConfig
 from nmtpipe.dataset import encode_source
 from nmtpipe.errors import DataError, first_line
 from nmtpipe.evaluation.report import Attention, ReportData, write_report
-from nmtpipe.evaluation.scoring import bleu_by_length, group_references, score_corpus
+from nmtpipe.evaluation.scoring import (
+    REF_SEPARATOR,
+    bleu_by_length,
+    group_references,
+    score_corpus,
+)
 from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json, write_lines
 from nmtpipe.layout import HYPOTHESES, SENTENCE_SCORES, SPLIT_SIZES, split_files
 from nmtpipe.model.ids import BOS_ID, EOS_ID
@@ -40,7 +45,7 @@ def sentence_scores(sources, hyps, refs) -> pd.DataFrame:
         {
             "source": sources,
             "hypothesis": hyps,
-            "references": [" ||| ".join(r) for r in refs],
+            "references": [REF_SEPARATOR.join(r) for r in refs],
             "bleu": [
                 round(bleu.sentence_score(h, r).score, 2) for h, r in zip(hyps, refs, strict=True)
             ],
@@ -61,6 +66,20 @@ class Records:
     params: dict = field(default_factory=dict)  # all params, as resolved
 
 
+def test_set(split_dir: Path) -> tuple[list[str], list[list[str]]]:
+    """The test split's distinct sources and all references of each; empty is a DataError."""
+    sources, refs = group_references(*read_split(split_dir, "test"))
+    if not sources:
+        raise DataError(f"{split_files(split_dir, 'test')[0]}: the test split is empty")
+    return sources, refs
+
+
+def decode(trained, sources: list[str], cfg: EvaluateConfig, desc: str = "translate"):
+    """The hypotheses of `sources` with the evaluate section's search settings."""
+    settings = SearchSettings(cfg.beam_size, cfg.length_penalty, cfg.max_len_ratio)
+    return translate_sentences(trained, sources, settings, cfg.batch_size, desc=desc)
+
+
 def evaluate_model(
     model_dir: Path,
     split_dir: Path,
@@ -78,12 +97,9 @@ def evaluate_model(
     """
     trained = load_model_dir(model_dir)
     check_pair(trained, model_dir, *pair)
-    sources, refs = group_references(*read_split(split_dir, "test"))
-    if not sources:
-        raise DataError(f"{split_files(split_dir, 'test')[0]}: the test split is empty")
+    sources, refs = test_set(split_dir)
     started = time.perf_counter()
-    settings = SearchSettings(cfg.beam_size, cfg.length_penalty, cfg.max_len_ratio)
-    hyps = translate_sentences(trained, sources, settings, cfg.batch_size)
+    hyps = decode(trained, sources, cfg)
     seconds = time.perf_counter() - started
     metrics = {
         **score_corpus(hyps, refs),

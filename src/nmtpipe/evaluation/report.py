@@ -22,6 +22,8 @@ import yaml
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nmtpipe.evaluation.scoring import REF_SEPARATOR  # noqa: E402
+
 REPORT_EXAMPLES = 8
 CURVES = (  # (title, [(label, dvclive plot file)])
     ("Loss (masked cross-entropy)", [("train", "train/loss.tsv"), ("dev", "eval/loss.tsv")]),
@@ -224,7 +226,7 @@ def _examples_section(table: pd.DataFrame) -> str:
         ("Worst translations", ranked.tail(REPORT_EXAMPLES).iloc[::-1]),
     ):
         cells = [
-            [r.bleu, r.chrf, r.source, r.hypothesis, r.references.replace(" ||| ", " / ")]
+            [r.bleu, r.chrf, r.source, r.hypothesis, r.references.replace(REF_SEPARATOR, " / ")]
             for r in rows.itertuples()
         ]
         parts.append(f"<h3>{title}</h3>" + html_table(header, cells, {0, 1}))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import pandas as pd
 from sacrebleu.metrics import BLEU, CHRF, TER
 
+REF_SEPARATOR = " ||| "  # joins the references of one source in evaluate's scores.tsv
+
 
 def group_references(src: list[str], tgt: list[str]) -> tuple[list[str], list[list[str]]]:
     """Distinct sources in first-seen order, each with all of its references."""
