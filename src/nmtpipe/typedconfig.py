@@ -44,6 +44,10 @@ def _check_value(key: str, value: Any, kind: Any, meta: dict) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"params key {key!r} must be a list of strings, got {value!r}")
         return tuple(value)
+    if kind == int | str:  # a count or one of the named choices (e.g. "auto")
+        if isinstance(value, str):
+            return _check_value(key, value, str, meta)
+        return _check_value(key, value, int, {**meta, "choices": None})
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),

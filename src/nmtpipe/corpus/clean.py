@@ -10,11 +10,23 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from nmtpipe.config import CleanConfig, DataConfig
+from nmtpipe.cores import usable_cores
 from nmtpipe.errors import ConfigError, DataError
 from nmtpipe.fileio import atomic_dir, atomic_file, count_lines, scratch_dir, write_json
 from nmtpipe.layout import CORPUS_SRC, CORPUS_TGT, MANIFEST
 
 log = logging.getLogger(__name__)
+
+
+# OpusFilter splits a step's input into one chunk per job; below this many pairs per job
+# the process start costs more than it saves, and an empty input writes no output at all.
+MIN_PAIRS_PER_JOB = 10_000
+
+
+def n_jobs(cfg: CleanConfig, pairs: int) -> int:
+    """OpusFilter's jobs: clean.n_jobs, or (auto) the usable cores, by MIN_PAIRS_PER_JOB."""
+    wanted = usable_cores() if cfg.n_jobs == "auto" else cfg.n_jobs
+    return max(1, min(wanted, pairs // MIN_PAIRS_PER_JOB))
 
 
 def load_filter_config(path: Path, raw_dir: Path, cfg: CleanConfig, data: DataConfig) -> dict:
@@ -39,7 +51,8 @@ def load_filter_config(path: Path, raw_dir: Path, cfg: CleanConfig, data: DataCo
         "raw_tgt": str((raw_dir / CORPUS_TGT).resolve()),
     }
     common = dict(config.get("common") or {})
-    common.update(constants=constants, default_n_jobs=cfg.n_jobs)
+    jobs = n_jobs(cfg, count_lines(raw_dir / CORPUS_SRC))
+    common.update(constants=constants, default_n_jobs=jobs)
     return {**config, "common": common}
 
 
@@ -129,6 +142,10 @@ def _run_steps(config: dict, pairs_in: int) -> tuple[dict, dict, list[Path]]:
             runner.execute_step(num, overwrite=True)
         except (OpusFilterError, KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"opusfilter step {num} ({name}): {err}") from None
+        except FileNotFoundError:  # OpusFilter does not check its parallel jobs' exit codes
+            raise DataError(
+                f"opusfilter step {num} ({name}): a parallel job failed (its error is above)"
+            ) from None
         inputs = [work / _resolve(i, constants) for i in step["parameters"].get("inputs", [])]
         outputs = [work / _resolve(o, constants) for o in step["parameters"]["outputs"]]
         if step["type"] == "preprocess":

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nmtpipe.config import Params, load_params
+from nmtpipe.cores import limit_tensorflow_threads
 from nmtpipe.logs import quiet_tensorflow
 
 
@@ -31,4 +32,5 @@ def parse_stage_args(
     params = load_params(args.params)
     if tensorflow:
         quiet_tensorflow()
+        limit_tensorflow_threads()
     return args, params
