@@ -28,7 +28,6 @@ DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")  # tf.distribute strat
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies
 
 
-
 @dataclass(frozen=True)
 class ModelConfig:
     """The train stage: the encoder-decoder network (and pretrained vectors to start from)."""
