@@ -65,3 +65,13 @@ def pytest_collection_modifyitems(items):
         return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)
+
+
+def train_dataset(src_ids, tgt_ids, batch_size: int, seed: int, epochs: range, encoded: Path):
+    """make_train_dataset on id pairs: encode's shards written to `encoded` first."""
+    from nmtpipe.dataset import make_train_dataset
+    from nmtpipe.encode import write_shards
+
+    encoded.mkdir(parents=True, exist_ok=True)
+    write_shards(zip(src_ids, tgt_ids, strict=True), encoded, seed, len(src_ids))
+    return make_train_dataset(encoded, batch_size, seed, epochs)

@@ -17,6 +17,7 @@ COMMANDS = {
     "clean": ("nmtpipe.stages.clean", "stage: OpusFilter cleaning"),
     "split": ("nmtpipe.stages.split", "stage: grouped train/dev/test split"),
     "tokenize": ("nmtpipe.stages.tokenize", "stage: SentencePiece tokenizers"),
+    "encode": ("nmtpipe.stages.encode", "stage: training pairs -> sharded TFRecord ids"),
     "train": ("nmtpipe.stages.train", "stage: train the attention model"),
     "evaluate": ("nmtpipe.stages.evaluate", "stage: BLEU/chrF/TER on the test split"),
     "export": ("nmtpipe.stages.export", "stage: TensorFlow SavedModel for serving"),

@@ -1,16 +1,29 @@
-"""Sentence pairs -> subword ids -> tf.data batches bucketed by length."""
+"""Sentence pairs -> subword ids -> tf.data batches bucketed by length (training: streamed
+from encode's TFRecord shards; dev: in memory)."""
 
 from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from nmtpipe.errors import DataError
+from nmtpipe.layout import ENCODED_STATS, shard_file
 from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID
 
 # One bucket per length up to 16 (most sentences; Tatoeba's median is 10 pieces), wider
 # above: on Tatoeba en-es 91% of the padded tokens are real (80% with buckets 4 wide), for
 # 5.6% more real tokens per second in training (bench, 2 cores).
 BUCKET_BOUNDARIES = (*range(6, 17), 18, 20, 24, 28, 32, 40, 64, 96)
+# Training reads this many shards at once, through a shuffle buffer of this many pairs
+# (about 20 MB): each shard is already a random sample in random order (encode.py),
+# the buffer gives every epoch its own order.
+SHARD_CYCLE = 16
+SHUFFLE_BUFFER = 50_000
 
 
 def encode_source(sp_src, sentences: list[str]) -> list[list[int]]:
@@ -68,47 +81,75 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices((_ragged(src_ids), _ragged(tgt_ids)))
     ds = ds.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
     ds = _bucketed(ds, batch_size)
-    ds = ds.apply(
-        tf.data.experimental.assert_cardinality(batches_per_epoch(src_ids, tgt_ids, batch_size))
-    )
+    steps = batches_per_epoch(example_lengths(src_ids, tgt_ids), batch_size)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def batches_per_epoch(src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> int:
-    """Batches in one epoch of _bucketed, in any order: only a bucket's last batch is partial."""
-    # The lengths element_length_func sees: tgt_in and tgt_out are len(tgt) + 1 long.
-    lengths = np.maximum([len(s) for s in src_ids], [len(t) + 1 for t in tgt_ids])
-    sizes = np.bincount(np.searchsorted(BUCKET_BOUNDARIES, lengths, side="right"))
-    return int(sum(-(-int(size) // batch_size) for size in sizes))
+def example_lengths(src_ids: list[list[int]], tgt_ids: list[list[int]]) -> Counter:
+    """Pairs per example length: what element_length_func sees (tgt_in and tgt_out are
+    len(tgt) + 1 long)."""
+    return Counter(max(len(s), len(t) + 1) for s, t in zip(src_ids, tgt_ids, strict=True))
+
+
+def batches_per_epoch(lengths: Mapping[int, int], batch_size: int) -> int:
+    """Batches in one epoch of _bucketed, in any order: only a bucket's last batch is
+    partial. lengths: pairs per example length (example_lengths, or encode's stats)."""
+    buckets = Counter()
+    for length, count in lengths.items():
+        buckets[int(np.searchsorted(BUCKET_BOUNDARIES, length, side="right"))] += count
+    return sum(-(-count // batch_size) for count in buckets.values())
+
+
+def read_encoded(encoded_dir: Path) -> tuple[dict, list[str]]:
+    """Encode's stats (pairs, lengths histogram) and its shard files; a DataError when
+    they are missing."""
+    try:
+        stats = json.loads((Path(encoded_dir) / ENCODED_STATS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{encoded_dir}: encoded training data not found (run encode)") from None
+    files = [shard_file(encoded_dir, i, stats["shards"]) for i in range(stats["shards"])]
+    if missing := [f for f in files if not f.is_file()]:
+        raise DataError(f"{missing[0]}: shard not found (run encode)")
+    return stats, [str(f) for f in files]
+
+
+def _parse(record):
+    """One encode record (int32 [len(src), *src, *tgt]) -> (src, tgt)."""
+    values = tf.io.decode_raw(record, tf.int32)
+    return values[1 : values[0] + 1], values[values[0] + 1 :]
 
 
 def make_train_dataset(
-    src_ids: list[list[int]],
-    tgt_ids: list[list[int]],
-    batch_size: int,
-    seed: int,
-    epochs: range,
+    encoded_dir: Path, batch_size: int, seed: int, epochs: range
 ) -> tuple[tf.data.Dataset, int]:
-    """The training batches of `epochs`, one epoch after another, and the batches per epoch.
+    """The training batches of `epochs`, one epoch after another, streamed from encode's
+    shards, and the batches per epoch.
 
-    Epoch e is shuffled by a permutation drawn from (seed, e) alone, so its order is
-    the same whether training runs straight through or resumes at e in a new process.
-    Pass the batch count to `fit(steps_per_epoch=...)`: Keras then reads every epoch
-    from this one iterator. Order: shuffle -> bucket/batch -> prefetch (the pairs are
-    in memory already; a permutation of them replaces the cache).
+    Epoch e reads the shards in an order drawn from (seed, e), SHARD_CYCLE at a time,
+    through a SHUFFLE_BUFFER-pair shuffle seeded by (seed, e): its order comes from
+    (seed, e) alone, the same whether training runs straight through or resumes at e in
+    a new process. Pass the batch count to `fit(steps_per_epoch=...)`: Keras then reads
+    every epoch from this one iterator. Order: shuffle -> bucket/batch -> prefetch.
     """
-    src, tgt = _ragged(src_ids), _ragged(tgt_ids)
-    count = tf.range(len(src_ids), dtype=tf.int64)
+    stats, files = read_encoded(encoded_dir)
 
     def epoch(e):
         order = tf.random.experimental.stateless_shuffle(
-            count, seed=tf.stack([tf.constant(seed, tf.int64), e])
+            tf.constant(files), seed=tf.stack([tf.constant(seed, tf.int64), e])
         )
-        pairs = tf.data.Dataset.from_tensor_slices((tf.gather(src, order), tf.gather(tgt, order)))
+        records = tf.data.Dataset.from_tensor_slices(order).interleave(
+            lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
+            cycle_length=min(len(files), SHARD_CYCLE),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        pairs = records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        pairs = pairs.shuffle(SHUFFLE_BUFFER, seed=seed * 1_000_003 + e)
         pairs = pairs.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return _bucketed(pairs, batch_size)
 
-    steps = batches_per_epoch(src_ids, tgt_ids, batch_size)
+    steps = batches_per_epoch({k: v for k, v in stats["lengths"]}, batch_size)
     ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch)
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(epochs) * steps))
     return ds.prefetch(tf.data.AUTOTUNE), steps

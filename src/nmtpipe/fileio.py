@@ -130,6 +130,25 @@ def read_parallel(src_path: Path, tgt_path: Path, what: str, made_by: str):
     return src, tgt
 
 
+def iter_parallel(src_path: Path, tgt_path: Path, what: str, made_by: str) -> Iterator:
+    """Stream the (src, tgt) line pairs of two line-aligned files written by an earlier stage.
+
+    A missing file or different line counts is a DataError naming the file; the line
+    counts are checked first, so nothing is consumed from a misaligned pair of files.
+    """
+    try:
+        counts = count_lines(src_path), count_lines(tgt_path)
+    except FileNotFoundError as err:
+        raise DataError(f"{err.filename}: {what} not found (run {made_by})") from None
+    if counts[0] != counts[1]:
+        raise DataError(
+            f"{Path(src_path).parent}: {counts[0]} source lines but {counts[1]} target lines"
+        )
+    with open(src_path, encoding="utf-8") as src, open(tgt_path, encoding="utf-8") as tgt:
+        for src_line, tgt_line in zip(src, tgt, strict=True):
+            yield src_line.rstrip("\n"), tgt_line.rstrip("\n")
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as data:

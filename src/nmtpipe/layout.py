@@ -18,6 +18,10 @@ MANIFEST = "manifest.json"  # download: source, sha256, line counts
 SPLITS = ("train", "dev", "test")
 SPLIT_SIZES = "sizes.json"
 
+# encode's data/encoded: the training pairs as ids in shuffled, GZIP-compressed TFRecord
+# shards, and their counts (pairs, length histogram) for the batch count of an epoch
+ENCODED_STATS = "stats.json"
+
 # the model directory (train's data/model)
 MODEL_FILE, MODEL_CONFIG = "model.keras", "config.json"
 
@@ -33,6 +37,11 @@ def corpus_files(corpus_dir: Path) -> tuple[Path, Path]:
 def split_files(split_dir: Path, split: str) -> tuple[Path, Path]:
     """The source and target files of one split (train, dev or test)."""
     return tuple(Path(split_dir) / f"{split}.{side}" for side in SIDES)
+
+
+def shard_file(encoded_dir: Path, index: int, count: int) -> Path:
+    """One of encode's `count` TFRecord shards of training ids."""
+    return Path(encoded_dir) / f"train-{index:05d}-of-{count:05d}.tfrecord.gz"
 
 
 def tokenizer_file(tok_dir: Path, side: str) -> Path:

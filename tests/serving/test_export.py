@@ -13,7 +13,7 @@ import pytest
 from nmtpipe.config import ExportConfig, ModelConfig, TokenizerConfig
 from nmtpipe.fileio import write_lines
 from nmtpipe.tokenizer import train_tokenizers
-from tests.conftest import run_nmtpipe, sample_pairs
+from tests.conftest import run_nmtpipe, sample_pairs, train_dataset
 
 SENTENCES = [
     "Where is the station?",
@@ -58,7 +58,7 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int, cfg=RNN) -
     """A tiny model directory, trained for `epochs` on the tokenizers' 300 pairs."""
     import keras
 
-    from nmtpipe.dataset import encode_pairs, make_train_dataset
+    from nmtpipe.dataset import encode_pairs
     from nmtpipe.model.build import build_model
     from nmtpipe.model.losses import masked_loss
     from nmtpipe.modeldir import save_model_dir
@@ -71,7 +71,7 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int, cfg=RNN) -
         en, es = [s for s, _ in sample_pairs(300)], [t for _, t in sample_pairs(300)]
         src, tgt, _ = encode_pairs(sp_src, sp_tgt, en, es, max_src_len=64, max_tgt_len=64)
         model.compile(optimizer=keras.optimizers.Adam(0.005), loss=masked_loss)
-        data, steps = make_train_dataset(src, tgt, 32, seed, range(epochs))
+        data, steps = train_dataset(src, tgt, 32, seed, range(epochs), root / f"encoded{seed}")
         model.fit(data, epochs=epochs, steps_per_epoch=steps, verbose=0)
     out = root / f"model{seed}"
     out.mkdir()

@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 import yaml
 
-from nmtpipe.config import ModelConfig, SplitConfig, TokenizerConfig
+from nmtpipe.config import ModelConfig, SplitConfig, TokenizerConfig, load_params
 from nmtpipe.corpus.split import split_corpus
-from nmtpipe.dataset import make_train_dataset
+from nmtpipe.encode import encode_split
 from nmtpipe.fileio import write_lines
 from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import masked_loss
 from nmtpipe.tokenizer import train_tokenizers
 from nmtpipe.training.checkpoint import TrainingState
-from tests.conftest import sample_pairs
+from tests.conftest import sample_pairs, train_dataset
 
 PARAMS = {  # a tiny Transformer (the RNN's state is checked in process below), averaging
     # its last 2 epochs; no dev BLEU (tracing its decoder costs more than 3 epochs)
@@ -52,13 +52,16 @@ def project(tmp_path_factory) -> Path:
         root / "split", TokenizerConfig(src_vocab_size=150, tgt_vocab_size=150), root / "tok"
     )
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    encode_split(
+        root / "split", root / "tok", load_params(root / "params.yaml").train, root / "enc"
+    )
     return root
 
 
 def start(project: Path, run: str, params: str = "params.yaml") -> subprocess.Popen:
     """`nmtpipe train` writing model-{run}, live-{run}, timing-{run}.json and checkpoints
     under ckpt-{run}."""
-    args = ["--split", "split", "--tokenizers", "tok", "--params", params]
+    args = ["--split", "split", "--encoded", "enc", "--tokenizers", "tok", "--params", params]
     args += ["--out", f"model-{run}", "--live", f"live-{run}", "--timing", f"timing-{run}.json"]
     args += ["--checkpoints", f"ckpt-{run}"]
     return subprocess.Popen(
@@ -113,13 +116,13 @@ def curves(live: Path) -> dict[str, list[list[str]]]:
     }
 
 
-def test_train_dataset_order_is_a_function_of_seed_and_epoch():
+def test_train_dataset_order_is_a_function_of_seed_and_epoch(tmp_path):
     rng = np.random.default_rng(0)
     src = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(200)]
     tgt = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(200)]
 
     def batches(epochs: range) -> list[np.ndarray]:
-        ds, steps = make_train_dataset(src, tgt, 16, seed=7, epochs=epochs)
+        ds, steps = train_dataset(src, tgt, 16, seed=7, epochs=epochs, encoded=tmp_path / "enc")
         found = [out.numpy() for _, out in ds]
         assert len(found) == steps * len(epochs)
         return found

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nmtpipe.config import ModelConfig, TrainConfig
-from nmtpipe.dataset import batches_per_epoch, make_dataset
+from nmtpipe.dataset import batches_per_epoch, example_lengths, make_dataset
 from nmtpipe.errors import ConfigError
 from nmtpipe.model.build import build_model
 from nmtpipe.training.callbacks import LearningRate
@@ -65,7 +65,7 @@ def tiny_data(pairs: int = 24, batch_size: int = 8):
     rng = np.random.default_rng(0)
     src = [list(rng.integers(4, 30, 5)) for _ in range(pairs)]
     tgt = [list(rng.integers(4, 40, 4)) for _ in range(pairs)]
-    return make_dataset(src, tgt, batch_size), batches_per_epoch(src, tgt, 8)
+    return make_dataset(src, tgt, batch_size), batches_per_epoch(example_lengths(src, tgt), 8)
 
 
 def tiny_model():

@@ -162,13 +162,23 @@ def test_init_from_missing_or_other_pair_is_model_error(data):
 
 @pytest.mark.slow
 def test_freeze_keeps_frozen_weights_through_training(data, caplog):
+    from nmtpipe.encode import encode_split
     from nmtpipe.training.train import train_model
 
     caplog.set_level(logging.INFO, logger="nmtpipe.training.transfer")
     run = params(
         epochs=1, batch_size=16, init_from=str(data / "base"), freeze=("encoder", "embeddings")
     )
-    train_model(data / "split", data / "tok", run, data / "tuned", data / "live", data / "t.json")
+    encode_split(data / "split", data / "tok", run.train, data / "enc")
+    train_model(
+        data / "split",
+        data / "enc",
+        data / "tok",
+        run,
+        data / "tuned",
+        data / "live",
+        data / "t.json",
+    )
     tuned, base = load_model_dir(data / "tuned"), load_model_dir(data / "base")
     new, old = by_layer(tuned.model), by_layer(base.model)
     for name in ("src_embedding", "tgt_embedding", "encoder"):

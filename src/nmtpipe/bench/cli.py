@@ -28,6 +28,7 @@ import logging
 import os
 import platform
 import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> lis
     """The first `count` batches ((src, tgt_in), tgt_out) train.py would train on (cycled
     when the split has fewer)."""
     from nmtpipe.dataset import encode_pairs, make_train_dataset
+    from nmtpipe.encode import write_shards
 
     src, tgt = read_split(split_dir, "train")
     src_ids, tgt_ids, _ = encode_pairs(
@@ -89,8 +91,10 @@ def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> lis
     )
     if not src_ids:
         raise ModelError(f"{split_dir}: no training pairs within the model's length limits")
-    first_epoch, _ = make_train_dataset(src_ids, tgt_ids, cfg.batch_size, cfg.seed, range(1))
-    batches = list(first_epoch.take(count))  # the batches training starts with
+    with tempfile.TemporaryDirectory() as encoded:
+        write_shards(zip(src_ids, tgt_ids, strict=True), Path(encoded), cfg.seed, len(src_ids))
+        first_epoch, _ = make_train_dataset(Path(encoded), cfg.batch_size, cfg.seed, range(1))
+        batches = list(first_epoch.take(count))  # the batches training starts with
     return [batches[i % len(batches)] for i in range(count)]
 
 

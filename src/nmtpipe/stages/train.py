@@ -8,7 +8,8 @@ def main(argv=None) -> None:
         "train",
         __doc__,
         {
-            "split": "split directory",
+            "split": "split directory (dev split, dev BLEU)",
+            "encoded": "encoded training data (TFRecord shards)",
             "tokenizers": "tokenizer directory",
             "out": "model directory",
             "live": "dvclive directory (metrics, plots)",
@@ -22,5 +23,12 @@ def main(argv=None) -> None:
     from nmtpipe.training.train import train_model  # TensorFlow loads only after params are valid
 
     train_model(
-        args.split, args.tokenizers, params, args.out, args.live, args.timing, args.checkpoints
+        args.split,
+        args.encoded,
+        args.tokenizers,
+        params,
+        args.out,
+        args.live,
+        args.timing,
+        args.checkpoints,
     )

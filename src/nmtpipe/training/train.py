@@ -10,7 +10,13 @@ import tensorflow as tf
 
 from nmtpipe import __version__
 from nmtpipe.config import Params, TrainConfig, to_dict
-from nmtpipe.dataset import batches_per_epoch, encode_pairs, make_dataset, make_train_dataset
+from nmtpipe.dataset import (
+    batches_per_epoch,
+    encode_pairs,
+    make_dataset,
+    make_train_dataset,
+    read_encoded,
+)
 from nmtpipe.errors import DataError
 from nmtpipe.evaluation.scoring import group_references
 from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json
@@ -36,28 +42,26 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _datasets(split_dir: Path, tok_dir: Path, params: Params):
+def _datasets(split_dir: Path, encoded_dir: Path, tok_dir: Path, params: Params):
+    """Encode's stats of the training shards, and the dev batches (in memory)."""
+    encoded, _ = read_encoded(encoded_dir)
     sp_src, sp_tgt = (load_tokenizer(tokenizer_file(tok_dir, side)) for side in SIDES)
     cfg = params.train
-    train = encode_pairs(
-        sp_src, sp_tgt, *read_split(split_dir, "train"), cfg.max_src_len, cfg.max_tgt_len
-    )
     dev = encode_pairs(
         sp_src, sp_tgt, *read_split(split_dir, "dev"), cfg.max_src_len, cfg.max_tgt_len
     )
-    if not train[0] or not dev[0]:
-        raise DataError("no training or dev pairs within train.max_src_len/max_tgt_len")
+    if not dev[0]:
+        raise DataError("no dev pairs within train.max_src_len/max_tgt_len")
     stats = {
-        "train_pairs": len(train[0]),
-        "train_pairs_too_long": train[2],
+        "train_pairs": encoded["pairs"],
+        "train_pairs_too_long": encoded["too_long"],
         "dev_pairs": len(dev[0]),
-        "train_tgt_tokens": sum(len(t) + 1 for t in train[1]),
-        "train_batches_per_epoch": batches_per_epoch(train[0], train[1], cfg.batch_size),
+        "train_tgt_tokens": encoded["tgt_tokens"],
+        "train_batches_per_epoch": batches_per_epoch(dict(encoded["lengths"]), cfg.batch_size),
         "src_vocab_size": sp_src.get_piece_size(),
         "tgt_vocab_size": sp_tgt.get_piece_size(),
     }
-    dev_ds = make_dataset(dev[0], dev[1], cfg.batch_size)
-    return train[:2], dev_ds, stats
+    return make_dataset(dev[0], dev[1], cfg.batch_size), stats
 
 
 def evenly_spaced(count: int, total: int) -> list[int]:
@@ -81,6 +85,7 @@ def _dev_bleu(split_dir: Path, tok_dir: Path, sentences: int) -> DevBleu:
 
 def train_model(
     split_dir: Path,
+    encoded_dir: Path,
     tok_dir: Path,
     params: Params,
     out_dir: Path,
@@ -88,8 +93,8 @@ def train_model(
     timing_path: Path,
     checkpoint_dir: Path | None = None,
 ) -> dict:
-    """Train, then write the model directory to out_dir, dvclive logs to live_dir and
-    the training time and speeds to timing_path (JSON).
+    """Train on encoded_dir's shards (dev: split_dir's), then write the model directory to
+    out_dir, dvclive logs to live_dir and the training time and speeds to timing_path (JSON).
 
     With checkpoint_dir, the training state is checkpointed after every epoch into
     checkpoint_dir/KEY, KEY the start of the run's fingerprint (its params, data, code):
@@ -99,7 +104,7 @@ def train_model(
 
     log.info("params: %s", {k: to_dict(v) for k, v in vars(params).items()})
     set_determinism(params.train.seed)
-    train_pairs, dev_ds, stats = _datasets(split_dir, tok_dir, params)
+    dev_ds, stats = _datasets(split_dir, encoded_dir, tok_dir, params)
     log.info(
         "training on %d pairs (%d too long, skipped), dev %d pairs",
         stats["train_pairs"],
@@ -122,7 +127,7 @@ def train_model(
     )
     first_epoch = state.resume(model, params.train.epochs)
     train_ds, steps = make_train_dataset(
-        *train_pairs,
+        encoded_dir,
         params.train.batch_size,
         params.train.seed,
         range(first_epoch, params.train.epochs),
