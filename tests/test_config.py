@@ -85,6 +85,15 @@ def test_shared_vocabulary_and_embeddings():
     assert params.model.network()["share_embeddings"] is True
 
 
+def test_a_count_or_a_named_choice():
+    assert params_from_dict({"clean": {"n_jobs": "auto"}}).clean.n_jobs == "auto"
+    assert params_from_dict({"clean": {"n_jobs": 2}}).clean.n_jobs == 2
+    with pytest.raises(ConfigError, match=r"'clean.n_jobs' must be one of \['auto'\], got 'all'"):
+        params_from_dict({"clean": {"n_jobs": "all"}})
+    with pytest.raises(ConfigError, match="'clean.n_jobs' must be >= 1, got 0"):
+        params_from_dict({"clean": {"n_jobs": 0}})
+
+
 def test_floats_accept_ints():
     assert params_from_dict({"train": {"learning_rate": 1}}).train.learning_rate == 1
 

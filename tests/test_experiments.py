@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -16,6 +17,53 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     return make_repo(tmp_path_factory)
+
+
+def test_parallel_queued_experiments_each_use_one_core(repo, monkeypatch):
+    """A sweep on one machine: two queued experiments, two queue workers, NMTPIPE_THREADS=1.
+    The workers are processes `dvc queue start` spawns, so they inherit its environment;
+    each runs in a copy of the repo under .dvc/tmp/exps that restores the unchanged stages
+    from the run-cache (the corpus is read by absolute path: no `-C` needed).
+    Runs first in this module: queued runs start from the workspace, still at HEAD here."""
+    assert not run([*GIT, "status", "--porcelain", "params.yaml"], repo).stdout  # at HEAD
+    fast = ["train.epochs=1", "train.dev_bleu_sentences=0", "evaluate.beam_size=1"]
+    sweep = {"q-units24": 24, "q-units40": 40}
+    for name, units in sweep.items():
+        overrides = [f"-Smodel.units={units}", *(f"-S{s}" for s in fast)]
+        run(["dvc", "exp", "run", "--queue", "-n", name, *overrides], repo)
+    monkeypatch.setenv("NMTPIPE_THREADS", "1")  # reaches the workers through `run`'s env
+    run(["dvc", "queue", "start", "-j", "2"], repo)
+    status = wait_for_queue(repo, timeout=600)
+    assert status.count("Success") == 2, status
+    table = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    rows = {}
+    for commit in table:
+        for exp in commit.get("experiments") or []:
+            data = exp["revs"][0]["data"]
+            params = data["params"]["params.yaml"]["data"]
+            metrics = data["metrics"]["reports/metrics.json"]["data"]
+            rows[exp["name"]] = (params["model"]["units"], params["train"]["epochs"], metrics)
+    for name, units in sweep.items():
+        assert rows[name][:2] == (units, 1)
+        assert rows[name][2]["bleu"] >= 0 and "tok:13a" in rows[name][2]["signature"]["bleu"]
+    for name in sweep:
+        log = run(["dvc", "queue", "logs", name], repo).stdout
+        assert "NMTPIPE_THREADS=1: TensorFlow uses at most 1 threads per pool" in log
+        assert stages_run(log) == {"train", "evaluate", "export"}  # the rest: run-cache
+
+
+def wait_for_queue(repo, timeout: float) -> str:
+    """Poll `dvc queue status` until no task is queued or running; return its last output.
+    (`dvc queue start` returns at once; DVC 3.67's source shows `dvc exp run --run-all -j N`
+    blocking instead, but it exits 0 when an experiment fails.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        tasks = [line.split()[-1] for line in status.splitlines()[1:] if line.strip()]
+        if not {"Queued", "Running"} & set(tasks):
+            return status
+        assert time.monotonic() < deadline, f"queue still busy after {timeout} s:\n{status}"
+        time.sleep(5)
 
 
 def test_compare_attention_experiments_with_dvc(repo):

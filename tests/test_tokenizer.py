@@ -5,7 +5,12 @@ import pytest
 from nmtpipe.config import TokenizerConfig
 from nmtpipe.errors import ConfigError, DataError, ModelError
 from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from nmtpipe.tokenizer import load_tokenizer, train_sentencepiece, train_tokenizers
+from nmtpipe.tokenizer import (
+    load_tokenizer,
+    sample_lines,
+    train_sentencepiece,
+    train_tokenizers,
+)
 from tests.conftest import sample_pairs
 
 
@@ -93,3 +98,25 @@ def test_shared_vocabulary_errors(split_dir, tmp_path):
     with pytest.raises(DataError, match="tokenizer.src_vocab_size=tgt_vocab_size=50000: "):
         train_tokenizers(split_dir, cfg, tmp_path / "tok")
     assert not (tmp_path / "tok").exists()
+
+
+def test_sample_lines_is_seeded_bounded_and_in_stream_order():
+    lines = [f"line {i}" for i in range(1000)]
+    sample = sample_lines(iter(lines), 100)
+    assert len(sample) == 100 and len(set(sample)) == 100
+    assert sample == sorted(sample, key=lines.index)  # stream order
+    assert sample == sample_lines(iter(lines), 100)
+    assert sample != sample_lines(iter(lines), 100, seed=1)
+    assert sample_lines(iter(lines[:50]), 100) == lines[:50]  # fewer: every line
+
+
+def test_max_sentences_trains_on_a_reproducible_sample(split_dir, tmp_path):
+    cfg = TokenizerConfig(src_vocab_size=200, tgt_vocab_size=200, max_sentences=300)
+    train_tokenizers(split_dir, cfg, tmp_path / "a")
+    train_tokenizers(split_dir, cfg, tmp_path / "b")
+    full = TokenizerConfig(src_vocab_size=200, tgt_vocab_size=200)
+    train_tokenizers(split_dir, full, tmp_path / "full")
+    for name in ("src.model", "tgt.model"):
+        sampled = (tmp_path / "a" / name).read_bytes()
+        assert sampled == (tmp_path / "b" / name).read_bytes()
+        assert sampled != (tmp_path / "full" / name).read_bytes()  # 300 of 800 sentences

@@ -27,6 +27,10 @@ COMMANDS = {
         "write a preset's values into params.yaml (--list: presets)",
     ),
     "bench": ("nmtpipe.bench.cli", "training/translation speed vs the machine's matmul roof"),
+    "bench-scale": (
+        "nmtpipe.bench.scale",
+        "each data stage's peak memory and time at 1x and 10x a corpus",
+    ),
     "compare": (
         "nmtpipe.evaluation.compare",
         "paired significance tests of two experiments, revisions or model dirs; an HTML page",

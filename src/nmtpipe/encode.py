@@ -78,15 +78,21 @@ def _chunks(pairs: Iterable[tuple[str, str]], size: int) -> Iterator[tuple[list,
         yield src, tgt
 
 
-def write_shards(pairs: Iterable[tuple[list, list]], out_dir: Path, seed: int, total: int) -> dict:
+def write_shards(
+    pairs: Iterable[tuple[list, list]],
+    out_dir: Path,
+    seed: int,
+    total: int,
+    shard_pairs=SHARD_PAIRS,
+) -> dict:
     """Write id pairs to shuffled shards and their stats (ENCODED_STATS) in out_dir.
 
     total: the pairs read, `pairs` being those kept (too_long = total - kept); it sets
-    the shard count (SHARD_PAIRS each). Stats: pairs, too_long, tgt_tokens (targets +
+    the shard count (shard_pairs each). Stats: pairs, too_long, tgt_tokens (targets +
     </s>), shards, and lengths: [[length, pairs]] of each example length (the longer of
     src and tgt + 1, what bucketing sees). Returns the stats.
     """
-    shards = max(1, math.ceil(total / SHARD_PAIRS))
+    shards = max(1, math.ceil(total / shard_pairs))
     rng, lengths, tokens = random.Random(seed), Counter(), 0
     spills = [out_dir / f".spill-{index}" for index in range(shards)]
     with ExitStack() as stack:

@@ -45,8 +45,8 @@ def _check_value(key: str, value: Any, kind: Any, meta: dict) -> Any:
             raise ConfigError(f"params key {key!r} must be a list of strings, got {value!r}")
         return tuple(value)
     if kind == int | str:  # a count or one of the named choices (e.g. "auto")
-        if isinstance(value, str):
-            return _check_value(key, value, str, meta)
+        if isinstance(value, str):  # its range is the count's, not the name's
+            return _check_value(key, value, str, {**meta, "min": None, "max": None})
         return _check_value(key, value, int, {**meta, "choices": None})
     ok = {
         bool: isinstance(value, bool),

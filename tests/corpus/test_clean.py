@@ -3,6 +3,7 @@ import json
 import pytest
 
 from nmtpipe.config import CleanConfig, DataConfig
+from nmtpipe.corpus import clean
 from nmtpipe.corpus.clean import clean_corpus
 from nmtpipe.errors import ConfigError, DataError
 from tests.conftest import ROOT, sample_pairs
@@ -94,4 +95,34 @@ def test_broken_filter_config_is_a_config_error(tmp_path):
             tmp_path / "clean",
             tmp_path / "clean.json",
         )
+    assert not (tmp_path / "clean").exists() and not (tmp_path / "clean.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "threads", "pairs", "expected"),
+    [
+        ("auto", "1", 116_000, 1),  # NMTPIPE_THREADS caps auto
+        ("auto", "2", 116_000, 2),
+        ("auto", "2", 19_999, 1),  # one job per 10,000 pairs at most
+        ("auto", "2", 20_000, 2),
+        ("auto", "2", 0, 1),  # an emptied corpus: 1 job (2 would write no output file)
+        (2, "", 116_000, 2),
+        (2, "1", 116_000, 1),  # NMTPIPE_THREADS caps an explicit clean.n_jobs too
+        (4, "", 30_000, 3),
+        (2, "", 0, 1),
+    ],
+)
+def test_n_jobs_by_pairs_and_thread_cap(monkeypatch, n_jobs, threads, pairs, expected):
+    monkeypatch.setenv("NMTPIPE_THREADS", threads)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1, 2, 3}, raising=False)
+    assert clean.n_jobs(CleanConfig(n_jobs=n_jobs), pairs) == expected
+
+
+@pytest.mark.slow  # 20,000 pairs in 2 processes: 2.7 s idle, 7 s on a loaded machine
+def test_two_jobs_on_a_corpus_a_filter_empties_is_a_data_error(tmp_path):
+    """20,000 pairs take 2 jobs; the script filter removes them all, and the language-ID
+    step after it (empty input) must still write its (empty) files: 1 job there."""
+    pairs = [(f"Привет, друг номер {i}.", f"Hola, amigo número {i}.") for i in range(20_000)]
+    with pytest.raises(DataError, match=r"cleaning removed every pair \(.*script: -20000"):
+        run_clean(tmp_path, pairs, CleanConfig(n_jobs=2))
     assert not (tmp_path / "clean").exists() and not (tmp_path / "clean.json").exists()

@@ -1,7 +1,10 @@
+import random
+from collections import Counter
+
 import pytest
 
 from nmtpipe.config import SplitConfig
-from nmtpipe.corpus.split import group_key, split_corpus
+from nmtpipe.corpus.split import group_key, lowest_groups, split_corpus
 from nmtpipe.errors import ConfigError
 from tests.conftest import sample_pairs
 
@@ -56,3 +59,43 @@ def test_split_larger_than_corpus_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="leave no training data out of 20 pairs"):
         split_corpus(tmp_path / "clean", SplitConfig(dev_size=10, test_size=10), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_lowest_groups_counts_equal_a_full_sort():
+    """The bounded pass keeps exactly the k lowest ranks, with every occurrence counted,
+    as sorting all ranks would (ranks repeat: one per pair of a group)."""
+    rng = random.Random(3)
+    ranks = [rng.randrange(500).to_bytes(2) for _ in range(5000)]
+    expected = Counter(ranks)
+    lowest = sorted(expected)[:40]
+    assert lowest_groups(iter(ranks), 40) == {rank: expected[rank] for rank in lowest}
+
+
+def test_split_streams_a_big_corpus_leakage_free_with_exact_counts(tmp_path):
+    """12,000 pairs with repeated sources (up to 4 translations each): test and dev get
+    whole groups, their sizes met (at most a group over), pairs keep corpus order."""
+    sources = [f"{src} ({n})" for n in range(20) for src, _ in sample_pairs(600)]
+    pairs = [(src, f"t{i} {src[::-1]}") for i, src in enumerate(sources)]
+    pairs += [(src.upper(), f"u{i}") for i, src in enumerate(sources[::3])]
+    write_clean(tmp_path / "clean", pairs)
+    sizes = split_corpus(
+        tmp_path / "clean", SplitConfig(dev_size=500, test_size=0.05), tmp_path / "a"
+    )
+    assert sum(sizes.values()) == len(pairs)
+    assert len(pairs) * 0.05 <= sizes["test"] <= len(pairs) * 0.05 + 1
+    assert 500 <= sizes["dev"] <= 501  # a group has at most 2 pairs
+    keys = {
+        n: {group_key(s) for s in read_split(tmp_path / "a", n)} for n in ("train", "dev", "test")
+    }
+    assert not keys["test"] & keys["train"] and not keys["dev"] & keys["train"]
+    assert not keys["dev"] & keys["test"]
+    order = {pair: i for i, pair in enumerate(pairs)}
+    for name in ("train", "dev", "test"):
+        tgt = (tmp_path / "a" / f"{name}.tgt").read_text(encoding="utf-8").splitlines()
+        found = [order[pair] for pair in zip(read_split(tmp_path / "a", name), tgt, strict=True)]
+        assert found == sorted(found)
+    split_corpus(tmp_path / "clean", SplitConfig(dev_size=500, test_size=0.05), tmp_path / "b")
+    for name in ("train", "dev", "test"):
+        for side in ("src", "tgt"):
+            path = f"{name}.{side}"
+            assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes()

@@ -97,8 +97,8 @@ class CleanConfig:
     )
     n_jobs: int | str = param(
         "auto",
-        "parallel OpusFilter processes (auto = the cores this process may use, at most "
-        "NMTPIPE_THREADS when set)",
+        "parallel OpusFilter processes, at most NMTPIPE_THREADS when set (auto = the cores "
+        "this process may use)",
         choices=("auto",),
         min=1,
     )

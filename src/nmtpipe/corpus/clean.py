@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from nmtpipe.config import CleanConfig, DataConfig
-from nmtpipe.cores import usable_cores
+from nmtpipe.cores import thread_cap, usable_cores
 from nmtpipe.errors import ConfigError, DataError
 from nmtpipe.fileio import atomic_dir, atomic_file, count_lines, scratch_dir, write_json
 from nmtpipe.layout import CORPUS_SRC, CORPUS_TGT, MANIFEST
@@ -19,13 +19,17 @@ log = logging.getLogger(__name__)
 
 
 # OpusFilter splits a step's input into one chunk per job; below this many pairs per job
-# the process start costs more than it saves, and an empty input writes no output at all.
+# the process start costs more than it saves, and an empty input writes no output at all
+# (its parallel wrapper makes no chunk, so no output file): the jobs are chosen per step,
+# from that step's input.
 MIN_PAIRS_PER_JOB = 10_000
 
 
 def n_jobs(cfg: CleanConfig, pairs: int) -> int:
-    """OpusFilter's jobs: clean.n_jobs, or (auto) the usable cores, by MIN_PAIRS_PER_JOB."""
-    wanted = usable_cores() if cfg.n_jobs == "auto" else cfg.n_jobs
+    """OpusFilter's jobs for a step on `pairs` pairs: clean.n_jobs, or (auto) the usable
+    cores, at most NMTPIPE_THREADS either way (cores.py: a sweep's jobs share the machine),
+    and one job per MIN_PAIRS_PER_JOB pairs at most (1 job below 20,000 pairs)."""
+    wanted = usable_cores() if cfg.n_jobs == "auto" else min(cfg.n_jobs, thread_cap() or cfg.n_jobs)
     return max(1, min(wanted, pairs // MIN_PAIRS_PER_JOB))
 
 
@@ -81,7 +85,7 @@ def clean_corpus(
     pairs_in = count_lines(raw_dir / CORPUS_SRC)
     with scratch_dir(out_dir) as work:
         config["common"]["output_directory"] = str(work)
-        removed, modified, last_outputs = _run_steps(config, pairs_in)
+        removed, modified, last_outputs = _run_steps(config, pairs_in, cfg)
         pairs_out = count_lines(last_outputs[0])
         if pairs_out == 0:
             raise DataError(f"cleaning removed every pair ({_summary(removed)})")
@@ -125,7 +129,7 @@ def _resolve(value, constants: dict) -> str:
     return str(constants[value.value] if isinstance(value, Var) else value)
 
 
-def _run_steps(config: dict, pairs_in: int) -> tuple[dict, dict, list[Path]]:
+def _run_steps(config: dict, pairs_in: int, cfg: CleanConfig) -> tuple[dict, dict, list[Path]]:
     """Run every OpusFilter step; return pairs removed and modified per step, last outputs."""
     from opusfilter import OpusFilterError
     from opusfilter.opusfilter import OpusFilter
@@ -137,7 +141,11 @@ def _run_steps(config: dict, pairs_in: int) -> tuple[dict, dict, list[Path]]:
     outputs: list[Path] = []
     for num, step in enumerate(config["steps"], start=1):
         name = _step_name(step)
-        log.info("clean step %d/%d: %s", num, len(config["steps"]), name)
+        # By the pairs left (this step's input): an emptied corpus gets 1 job, empty files.
+        runner.default_n_jobs = n_jobs(cfg, pairs)
+        log.info(
+            "clean step %d/%d: %s (%d jobs)", num, len(config["steps"]), name, runner.default_n_jobs
+        )
         try:
             runner.execute_step(num, overwrite=True)
         except (OpusFilterError, KeyError, TypeError, ValueError) as err:
