@@ -37,7 +37,7 @@ COMMANDS = {
     ),
     "params-doc": (
         "nmtpipe.tools.params_doc",
-        "write docs/params.md and params.yaml's comments from config.py (--check)",
+        "write docs/params.md and params.yaml's comments from config/ (--check)",
     ),
     "plots-template": (
         "nmtpipe.tools.plots_template",

@@ -1,5 +1,5 @@
 """`nmtpipe params-doc`: the params reference (docs/params.md) and params.yaml's comments,
-both generated from `config.py`, where each key's meaning is declared once.
+both generated from `config/`, where each key's meaning is declared once.
 
 `--check` writes nothing and fails when either file is not what it would write.
 params.yaml keeps its values (a missing key gets its default); only the comments
@@ -24,8 +24,8 @@ from nmtpipe.fileio import atomic_file
 
 HEADER = """\
 # nmtpipe parameters: one section per stage. Every key is validated
-# (src/nmtpipe/config.py); an unknown key or a bad value stops the stage.
-# The comments are each key's meaning as config.py declares it (`nmtpipe params-doc`
+# (src/nmtpipe/config/); an unknown key or a bad value stops the stage.
+# The comments are each key's meaning as config/ declares it (`nmtpipe params-doc`
 # rewrites them); docs/params.md lists defaults and allowed values.
 """
 COMMENT_COLUMN, WIDTH = 24, 100
@@ -65,7 +65,7 @@ def render_reference() -> str:
     out = [
         "# Params reference",
         "",
-        "Generated from `src/nmtpipe/config.py` by `nmtpipe params-doc`; do not edit by hand.",
+        "Generated from `src/nmtpipe/config/` by `nmtpipe params-doc`; do not edit by hand.",
         "Every key of `params.yaml`, its default, its allowed values and its meaning. An",
         "unknown key or a value out of range stops the stage with a one-line error.",
     ]
@@ -123,7 +123,7 @@ def params_comments(text: str) -> dict[str, str]:
 
 
 def stale_comments(text: str) -> list[str]:
-    """The keys of a params.yaml text whose comment is not config.py's meaning."""
+    """The keys of a params.yaml text whose comment is not its meaning in config/."""
     helps = {
         f"{name}.{f.name}": comment(f)
         for name, cls in sections().items()
@@ -135,13 +135,13 @@ def stale_comments(text: str) -> list[str]:
 
 def check(reference: Path, params: Path) -> None:
     """A ConfigError when the reference is stale or a params.yaml comment is not the
-    meaning config.py declares (values and layout may differ: presets change them)."""
+    meaning config/ declares (values and layout may differ: presets change them)."""
     if not reference.is_file() or reference.read_text(encoding="utf-8") != render_reference():
-        raise ConfigError(f"{reference}: not generated from config.py (run nmtpipe params-doc)")
+        raise ConfigError(f"{reference}: not generated from config/ (run nmtpipe params-doc)")
     stale = stale_comments(params.read_text(encoding="utf-8"))
     if stale:
         raise ConfigError(
-            f"{params}: comments of {', '.join(stale)} are not config.py's (run nmtpipe params-doc)"
+            f"{params}: comments of {', '.join(stale)} differ from src/nmtpipe/config/ (run nmtpipe params-doc)"
         )
 
 
