@@ -141,7 +141,8 @@ def check(reference: Path, params: Path) -> None:
     stale = stale_comments(params.read_text(encoding="utf-8"))
     if stale:
         raise ConfigError(
-            f"{params}: comments of {', '.join(stale)} differ from src/nmtpipe/config/ (run nmtpipe params-doc)"
+            f"{params}: comments of {', '.join(stale)} differ from src/nmtpipe/config/ "
+            "(run nmtpipe params-doc)"
         )
 
 
