@@ -92,13 +92,19 @@ def example_lengths(src_ids: list[list[int]], tgt_ids: list[list[int]]) -> Count
     return Counter(max(len(s), len(t) + 1) for s, t in zip(src_ids, tgt_ids, strict=True))
 
 
-def batches_per_epoch(lengths: Mapping[int, int], batch_size: int) -> int:
-    """Batches in one epoch of _bucketed, in any order: only a bucket's last batch is
-    partial. lengths: pairs per example length (example_lengths, or encode's stats)."""
+def bucket_sizes(lengths: Mapping[int, int]) -> Counter:
+    """Pairs per length bucket of _bucketed. lengths: pairs per example length
+    (example_lengths, or encode's stats)."""
     buckets = Counter()
     for length, count in lengths.items():
         buckets[int(np.searchsorted(BUCKET_BOUNDARIES, length, side="right"))] += count
-    return sum(-(-count // batch_size) for count in buckets.values())
+    return buckets
+
+
+def batches_per_epoch(lengths: Mapping[int, int], batch_size: int) -> int:
+    """Batches in one epoch of _bucketed, in any order: only a bucket's last batch is
+    partial. lengths: pairs per example length (example_lengths, or encode's stats)."""
+    return sum(-(-count // batch_size) for count in bucket_sizes(lengths).values())
 
 
 def read_encoded(encoded_dir: Path) -> tuple[dict, list[str]]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from nmtpipe.model.ids import PAD_ID
 
 
 def masked_loss(y_true, logits, label_smoothing: float = 0.0):
-    """Token-level cross-entropy averaged over non-padding target positions.
+    """Token-level cross-entropy averaged over the non-padding target positions of the
+    global batch.
 
     With label_smoothing eps the target distribution is (1 - eps) * one-hot +
     eps / vocab (uniform over all pieces, as in keras' CategoricalCrossentropy), so
@@ -21,7 +23,22 @@ def masked_loss(y_true, logits, label_smoothing: float = 0.0):
     if label_smoothing:
         uniform = -ops.mean(ops.log_softmax(logits, axis=-1), axis=-1)  # batch x tgt_len
         loss = (1.0 - label_smoothing) * loss + label_smoothing * uniform
-    return ops.sum(loss * mask) / ops.maximum(ops.sum(mask), 1.0)
+    return ops.sum(loss * mask) / ops.maximum(global_tokens(ops.sum(mask)), 1.0)
+
+
+def global_tokens(tokens):
+    """The non-padding tokens of the global batch, from this replica's `tokens`.
+
+    Under a tf.distribute strategy each replica gets part of the global batch, and
+    Keras 3 (TensorFlow trainer) sums the replicas' gradients. It scales a loss by
+    1 / replicas only when it reduces per-example values itself, never a scalar like
+    this one. So each replica divides its token sum by the global token count, and the
+    sum of their gradients is the single-device gradient of the global token mean.
+    """
+    context = tf.distribute.get_replica_context()  # None outside a replica's step
+    if context is None or context.num_replicas_in_sync == 1:
+        return tokens
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, tokens)
 
 
 def training_loss(label_smoothing: float):

@@ -12,7 +12,9 @@ from nmtpipe import __version__
 from nmtpipe.config import Params, TrainConfig, to_dict
 from nmtpipe.dataset import (
     batches_per_epoch,
+    bucket_sizes,
     encode_pairs,
+    example_lengths,
     make_dataset,
     make_train_dataset,
     read_encoded,
@@ -26,6 +28,7 @@ from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import CrossEntropy, masked_accuracy, training_loss
 from nmtpipe.modeldir import save_model_dir
 from nmtpipe.tokenizer import load_tokenizer
+from nmtpipe.training import distribute
 from nmtpipe.training.averaging import WeightAverage
 from nmtpipe.training.callbacks import TIMING, DevBleu, LearningRate, Throughput
 from nmtpipe.training.checkpoint import TrainingState, fingerprint
@@ -61,7 +64,11 @@ def _datasets(split_dir: Path, encoded_dir: Path, tok_dir: Path, params: Params)
         "src_vocab_size": sp_src.get_piece_size(),
         "tgt_vocab_size": sp_tgt.get_piece_size(),
     }
-    return make_dataset(dev[0], dev[1], cfg.batch_size), stats
+    largest_buckets = {
+        "train split": max(bucket_sizes(dict(encoded["lengths"])).values()),
+        "dev split": max(bucket_sizes(example_lengths(dev[0], dev[1])).values()),
+    }
+    return make_dataset(dev[0], dev[1], cfg.batch_size), stats, largest_buckets
 
 
 def evenly_spaced(count: int, total: int) -> list[int]:
@@ -104,14 +111,14 @@ def train_model(
 
     log.info("params: %s", {k: to_dict(v) for k, v in vars(params).items()})
     set_determinism(params.train.seed)
-    dev_ds, stats = _datasets(split_dir, encoded_dir, tok_dir, params)
+    dev_ds, stats, largest_buckets = _datasets(split_dir, encoded_dir, tok_dir, params)
     log.info(
         "training on %d pairs (%d too long, skipped), dev %d pairs",
         stats["train_pairs"],
         stats["train_pairs_too_long"],
         stats["dev_pairs"],
     )
-    model, transfer, precision = _build(params, tok_dir, stats)
+    model, transfer, precision = _build(params, tok_dir, stats, largest_buckets)
     early = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=params.train.patience, restore_best_weights=True
     )
@@ -174,15 +181,27 @@ def train_model(
     return summary
 
 
-def _build(params: Params, tok_dir: Path, stats: dict):
+def _build(params: Params, tok_dir: Path, stats: dict, largest_buckets: dict | None = None):
     """The compiled model, after init_from/pretrained vectors/freeze; their record; the
-    precision it trains in (train.precision, or float32 where the hardware lacks it)."""
+    precision it trains in (train.precision, or float32 where the hardware lacks it).
+
+    The model and its optimizer are built under the train.distribute strategy, which
+    model.fit then trains with. Every strategy allowed runs in one process, the chief,
+    which writes the checkpoints, curves and model.
+    """
     precision = choose_precision(params.train.precision)
-    with dtype_policy(precision):
+    strategy = distribute.strategy(params.train.distribute)
+    distribute.check_train(params.train, strategy)
+    distribute.check_first_batches(largest_buckets or {}, params.train, strategy)
+    with strategy.scope(), dtype_policy(precision):
         model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
         transfer = prepare_model(model, params, tok_dir)
         compile_model(model, params.train, stats["train_batches_per_epoch"])
+        model.optimizer.build(model.trainable_variables)  # here, not outside, on a resume
     log.info("model: %s parameters, %s", f"{model.count_params():,}", precision)
+    log.info(
+        "distribute: %s, %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync
+    )
     return model, transfer, precision
 
 
