@@ -120,3 +120,17 @@ def test_train_stage_tracks_every_model_and_train_param():
         for f in dataclasses.fields(cls)
     }
     assert keys <= set(stage["params"])
+
+
+def test_nmtpipe_threads_caps_cores_and_is_checked(monkeypatch):
+    from nmtpipe.cores import thread_cap, usable_cores
+
+    monkeypatch.setenv("NMTPIPE_THREADS", "1")
+    assert thread_cap() == 1 and usable_cores() == 1
+    monkeypatch.setenv("NMTPIPE_THREADS", "")
+    assert thread_cap() is None and usable_cores() >= 1
+    monkeypatch.setenv("NMTPIPE_THREADS", "two")
+    with pytest.raises(
+        ConfigError, match="NMTPIPE_THREADS must be a positive whole number, got 'two'"
+    ):
+        usable_cores()

@@ -44,6 +44,10 @@ def limit_tensorflow_threads() -> None:
         return
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(cap)
-    tf.config.threading.set_inter_op_parallelism_threads(cap)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cap)
+        tf.config.threading.set_inter_op_parallelism_threads(cap)
+    except RuntimeError:  # this process ran TensorFlow with other pools already
+        log.warning("%s=%d comes too late: TensorFlow has started", THREADS_ENV, cap)
+        return
     log.info("%s=%d: TensorFlow uses at most %d threads per pool", THREADS_ENV, cap, cap)

@@ -14,6 +14,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nmtpipe.cores import limit_tensorflow_threads
 from nmtpipe.errors import ModelError, first_line
 from nmtpipe.fileio import write_json
 from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
@@ -83,6 +84,7 @@ def load_model_dir(model_dir: Path, pair: tuple[str | None, str | None] = (None,
     sp_src, sp_tgt = (load_tokenizer(tokenizer_file(model_dir, side)) for side in SIDES)
 
     quiet_tensorflow()  # only now: TensorFlow takes seconds to import
+    limit_tensorflow_threads()
     import keras
 
     import nmtpipe.model.build  # noqa: F401  (registers the custom layers)

@@ -31,6 +31,11 @@ def parse_stage_args(
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if tensorflow:
-        quiet_tensorflow()
-        limit_tensorflow_threads()
+        start_tensorflow()
     return args, params
+
+
+def start_tensorflow() -> None:
+    """Import TensorFlow quietly, its thread pools capped by NMTPIPE_THREADS."""
+    quiet_tensorflow()
+    limit_tensorflow_threads()

@@ -1,8 +1,7 @@
 """export: write a TensorFlow SavedModel that translates raw strings (greedy search)."""
 
-from nmtpipe.logs import quiet_tensorflow
 from nmtpipe.modeldir import require_model
-from nmtpipe.stages import parse_stage_args
+from nmtpipe.stages import parse_stage_args, start_tensorflow
 
 
 def main(argv=None) -> None:
@@ -16,7 +15,7 @@ def main(argv=None) -> None:
         argv,
     )
     require_model(args.model)  # before TensorFlow loads: a missing model fails in a second
-    quiet_tensorflow()
+    start_tensorflow()
     from nmtpipe.serving.export import export_model
 
     export_model(args.model, args.out, params.export)
