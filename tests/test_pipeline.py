@@ -31,6 +31,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
         "clean",
         "split",
         "tokenize",
+        "encode",
         "train",
         "evaluate",
         "export",
@@ -42,6 +43,9 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     assert sum(sizes.values()) == clean["pairs_out"] and sizes["test"] >= 40
     for name in ("src.model", "tgt.model", "src.vocab", "tgt.vocab"):
         assert (repo / "data/tokenizers" / name).stat().st_size > 0
+    encoded = json.loads((repo / "data/encoded/stats.json").read_text())
+    assert encoded["pairs"] + encoded["too_long"] == sizes["train"]
+    assert (repo / "data/encoded/train-00000-of-00001.tfrecord.gz").stat().st_size > 0
     for name in ("model.keras", "config.json", "src.model", "tgt.model"):
         assert (repo / "data/model" / name).stat().st_size > 0
     train = json.loads((repo / "reports/train/metrics.json").read_text())
@@ -88,7 +92,7 @@ def test_rerun_from_scratch_gives_the_same_lock_but_for_the_timing_files(repo):
     same bytes: dvc.lock differs only in the two timing files' hashes."""
     before = yaml.safe_load((repo / "dvc.lock").read_text())
     result = run(["dvc", "repro", "--force", "--no-run-cache"], repo)
-    assert len(stages_run(result.stdout)) == 7
+    assert len(stages_run(result.stdout)) == 8
     after = yaml.safe_load((repo / "dvc.lock").read_text())
     assert _without_timing_hashes(after) == _without_timing_hashes(before)
     assert _without_timing_hashes(after) != after  # (the timing files are outputs)
