@@ -132,9 +132,10 @@ def _resolve(value, constants: dict) -> str:
 def _run_steps(config: dict, pairs_in: int, cfg: CleanConfig) -> tuple[dict, dict, list[Path]]:
     """Run every OpusFilter step; return pairs removed and modified per step, last outputs."""
     from opusfilter import OpusFilterError
-    from opusfilter.opusfilter import OpusFilter
 
-    runner = OpusFilter(config)
+    from nmtpipe.corpus.dedup import LowMemoryOpusFilter
+
+    runner = LowMemoryOpusFilter(config)
     work = Path(config["common"]["output_directory"])
     removed, modified, pairs = {}, {}, pairs_in
     constants = config["common"]["constants"]
