@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from nmtpipe.config import TokenizerConfig, TrainConfig
 from nmtpipe.dataset import batches_per_epoch, make_train_dataset
@@ -36,6 +37,7 @@ def test_encode_writes_every_pair_once_within_the_limits(tmp_path):
     assert stats["pairs"] == sum(expected.values()) and stats["too_long"] == 600 - stats["pairs"]
     assert stats["too_long"] > 0
     assert stats == json.loads((tmp_path / "a/stats.json").read_text())
+    assert stats["params"] == {"max_src_len": 12, "max_tgt_len": 12, "seed": 5}
     ds, steps = make_train_dataset(tmp_path / "a", 7, cfg.seed, range(1))
     found = Counter()
     for (src, tgt_in), tgt_out in ds:
@@ -70,3 +72,27 @@ def test_shards_are_shuffled_samples_of_a_sorted_corpus(tmp_path):
     batches = [tuple(out.numpy().ravel()) for _, out in ds]
     assert len(batches) == 2 * steps
     assert batches[:steps] != batches[steps:]  # each epoch its own order
+
+
+def test_train_refuses_shards_encoded_with_other_params(tmp_path):
+    """Shards of other train.seed / length limits (a stale data/encoded run by hand) are a
+    one-line DataError naming the key, not a silent mix."""
+    from nmtpipe.config import Params
+    from nmtpipe.errors import DataError
+    from nmtpipe.training.train import _datasets
+
+    split = tmp_path / "split"
+    split.mkdir()
+    pairs = sample_pairs(300)
+    for name in ("train", "dev"):
+        write_lines(split / f"{name}.src", [s for s, _ in pairs])
+        write_lines(split / f"{name}.tgt", [t for _, t in pairs])
+    train_tokenizers(
+        split, TokenizerConfig(src_vocab_size=150, tgt_vocab_size=150), tmp_path / "tok"
+    )
+    encode_split(split, tmp_path / "tok", TrainConfig(seed=5), tmp_path / "enc")
+    _datasets(split, tmp_path / "enc", tmp_path / "tok", Params(train=TrainConfig(seed=5)))
+    with pytest.raises(
+        DataError, match=r"enc: encoded with train.seed 5, params say 6 \(run encode\)"
+    ):
+        _datasets(split, tmp_path / "enc", tmp_path / "tok", Params(train=TrainConfig(seed=6)))

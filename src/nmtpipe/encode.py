@@ -51,11 +51,16 @@ def encode_split(split_dir: Path, tok_dir: Path, cfg: TrainConfig, out_dir: Path
     chunks = _chunks(progress(pairs, total=total, desc="encode", unit=" pairs"), CHUNK)
     encoded = (pair for src, tgt in chunks for pair in _encoded(sp_src, sp_tgt, src, tgt, cfg))
     with atomic_dir(out_dir) as tmp:
-        stats = write_shards(encoded, tmp, cfg.seed, total)
+        stats = write_shards(encoded, tmp, cfg.seed, total, params=encode_params(cfg))
         if not stats["pairs"]:
             raise DataError("no training pairs within train.max_src_len/max_tgt_len")
     log.info("encoded %d training pairs (%d too long, skipped)", stats["pairs"], stats["too_long"])
     return stats
+
+
+def encode_params(cfg: TrainConfig) -> dict:
+    """The train.* params the shards depend on (stats.json records them; train checks)."""
+    return {key: getattr(cfg, key) for key in ("max_src_len", "max_tgt_len", "seed")}
 
 
 def _encoded(sp_src, sp_tgt, src: list[str], tgt: list[str], cfg: TrainConfig):
@@ -83,14 +88,16 @@ def write_shards(
     out_dir: Path,
     seed: int,
     total: int,
-    shard_pairs=SHARD_PAIRS,
+    shard_pairs: int = SHARD_PAIRS,
+    params: dict | None = None,
 ) -> dict:
     """Write id pairs to shuffled shards and their stats (ENCODED_STATS) in out_dir.
 
     total: the pairs read, `pairs` being those kept (too_long = total - kept); it sets
     the shard count (shard_pairs each). Stats: pairs, too_long, tgt_tokens (targets +
     </s>), shards, and lengths: [[length, pairs]] of each example length (the longer of
-    src and tgt + 1, what bucketing sees). Returns the stats.
+    src and tgt + 1, what bucketing sees), params (what they were encoded with).
+    Returns the stats.
     """
     shards = max(1, math.ceil(total / shard_pairs))
     rng, lengths, tokens = random.Random(seed), Counter(), 0
@@ -115,6 +122,7 @@ def write_shards(
         "tgt_tokens": tokens,
         "shards": shards,
         "lengths": sorted([length, count] for length, count in lengths.items()),
+        "params": params or {},
     }
     write_json(out_dir / ENCODED_STATS, stats)
     return stats

@@ -48,6 +48,12 @@ def set_determinism(seed: int) -> None:
 def _datasets(split_dir: Path, encoded_dir: Path, tok_dir: Path, params: Params):
     """Encode's stats of the training shards, and the dev batches (in memory)."""
     encoded, _ = read_encoded(encoded_dir)
+    for key, value in encoded["params"].items():
+        if getattr(params.train, key) != value:
+            raise DataError(
+                f"{encoded_dir}: encoded with train.{key} {value}, params say "
+                f"{getattr(params.train, key)} (run encode)"
+            )
     sp_src, sp_tgt = (load_tokenizer(tokenizer_file(tok_dir, side)) for side in SIDES)
     cfg = params.train
     dev = encode_pairs(
