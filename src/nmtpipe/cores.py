@@ -11,6 +11,7 @@ import logging
 import os
 
 from nmtpipe.errors import ConfigError
+from nmtpipe.logs import quiet_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +52,9 @@ def limit_tensorflow_threads() -> None:
         log.warning("%s=%d comes too late: TensorFlow has started", THREADS_ENV, cap)
         return
     log.info("%s=%d: TensorFlow uses at most %d threads per pool", THREADS_ENV, cap, cap)
+
+
+def start_tensorflow() -> None:
+    """Import TensorFlow quietly (logs.quiet_tensorflow), its pools capped by NMTPIPE_THREADS."""
+    quiet_tensorflow()
+    limit_tensorflow_threads()

@@ -108,12 +108,13 @@ def batches_per_epoch(lengths: Mapping[int, int], batch_size: int) -> int:
 
 
 def read_encoded(encoded_dir: Path) -> tuple[dict, list[str]]:
-    """Encode's stats (pairs, lengths histogram) and its shard files; a DataError when
-    they are missing."""
+    """Encode's stats (pairs, lengths: pairs per example length) and its shard files; a
+    DataError when they are missing."""
     try:
         stats = json.loads((Path(encoded_dir) / ENCODED_STATS).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{encoded_dir}: encoded training data not found (run encode)") from None
+    stats["lengths"] = {length: count for length, count in stats["lengths"]}
     files = [shard_file(encoded_dir, i, stats["shards"]) for i in range(stats["shards"])]
     if missing := [f for f in files if not f.is_file()]:
         raise DataError(f"{missing[0]}: shard not found (run encode)")
@@ -155,7 +156,7 @@ def make_train_dataset(
         pairs = pairs.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return _bucketed(pairs, batch_size)
 
-    steps = batches_per_epoch({k: v for k, v in stats["lengths"]}, batch_size)
+    steps = batches_per_epoch(stats["lengths"], batch_size)
     ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch)
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(epochs) * steps))
     return ds.prefetch(tf.data.AUTOTUNE), steps

@@ -12,6 +12,7 @@ neither <s> nor </s> (dataset._to_example adds them).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -27,7 +28,7 @@ import tensorflow as tf
 from nmtpipe.config import TrainConfig
 from nmtpipe.dataset import encode_pairs
 from nmtpipe.errors import DataError
-from nmtpipe.fileio import atomic_dir, count_lines, iter_parallel, write_json
+from nmtpipe.fileio import atomic_dir, count_parallel, iter_parallel, write_json
 from nmtpipe.layout import ENCODED_STATS, SIDES, shard_file, split_files, tokenizer_file
 from nmtpipe.logs import progress
 from nmtpipe.tokenizer import load_tokenizer
@@ -46,10 +47,10 @@ def encode_split(split_dir: Path, tok_dir: Path, cfg: TrainConfig, out_dir: Path
     """
     sp_src, sp_tgt = (load_tokenizer(tokenizer_file(tok_dir, side)) for side in SIDES)
     files = split_files(split_dir, "train")
+    total = count_parallel(*files, "train split", "split")
     pairs = iter_parallel(*files, "train split", "split")
-    total = count_lines(files[0])
-    chunks = _chunks(progress(pairs, total=total, desc="encode", unit=" pairs"), CHUNK)
-    encoded = (pair for src, tgt in chunks for pair in _encoded(sp_src, sp_tgt, src, tgt, cfg))
+    pairs = progress(pairs, total=total, desc="encode", unit=" pairs")
+    encoded = (pair for chunk in _chunks(pairs) for pair in _encoded(sp_src, sp_tgt, chunk, cfg))
     with atomic_dir(out_dir) as tmp:
         stats = write_shards(encoded, tmp, cfg.seed, total, params=encode_params(cfg))
         if not stats["pairs"]:
@@ -63,24 +64,20 @@ def encode_params(cfg: TrainConfig) -> dict:
     return {key: getattr(cfg, key) for key in ("max_src_len", "max_tgt_len", "seed")}
 
 
-def _encoded(sp_src, sp_tgt, src: list[str], tgt: list[str], cfg: TrainConfig):
-    """The id pairs of one chunk within the length limits."""
-    src_ids, tgt_ids, _ = encode_pairs(sp_src, sp_tgt, src, tgt, cfg.max_src_len, cfg.max_tgt_len)
+def _encoded(sp_src, sp_tgt, chunk: list[tuple[str, str]], cfg: TrainConfig):
+    """The id pairs of one chunk of text pairs within the length limits."""
+    src, tgt = zip(*chunk, strict=True)
+    src_ids, tgt_ids, _ = encode_pairs(
+        sp_src, sp_tgt, list(src), list(tgt), cfg.max_src_len, cfg.max_tgt_len
+    )
     return zip(src_ids, tgt_ids, strict=True)
 
 
-def _chunks(pairs: Iterable[tuple[str, str]], size: int) -> Iterator[tuple[list, list]]:
-    """(sources, targets) lists of `size` pairs at a time."""
-    src: list[str] = []
-    tgt: list[str] = []
-    for s, t in pairs:
-        src.append(s)
-        tgt.append(t)
-        if len(src) == size:
-            yield src, tgt
-            src, tgt = [], []
-    if src:
-        yield src, tgt
+def _chunks(pairs: Iterable[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
+    """Lists of CHUNK pairs at a time (SentencePiece encodes a list in one call)."""
+    pairs = iter(pairs)
+    while chunk := list(itertools.islice(pairs, CHUNK)):
+        yield chunk
 
 
 def write_shards(

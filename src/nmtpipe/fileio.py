@@ -130,12 +130,9 @@ def read_parallel(src_path: Path, tgt_path: Path, what: str, made_by: str):
     return src, tgt
 
 
-def iter_parallel(src_path: Path, tgt_path: Path, what: str, made_by: str) -> Iterator:
-    """Stream the (src, tgt) line pairs of two line-aligned files written by an earlier stage.
-
-    A missing file or different line counts is a DataError naming the file; the line
-    counts are checked first, so nothing is consumed from a misaligned pair of files.
-    """
+def count_parallel(src_path: Path, tgt_path: Path, what: str, made_by: str) -> int:
+    """The pairs of two line-aligned files written by an earlier stage (bytes counted, no
+    decoding); a missing file or different line counts is a DataError naming the file."""
     try:
         counts = count_lines(src_path), count_lines(tgt_path)
     except FileNotFoundError as err:
@@ -144,6 +141,16 @@ def iter_parallel(src_path: Path, tgt_path: Path, what: str, made_by: str) -> It
         raise DataError(
             f"{Path(src_path).parent}: {counts[0]} source lines but {counts[1]} target lines"
         )
+    return counts[0]
+
+
+def iter_parallel(src_path: Path, tgt_path: Path, what: str, made_by: str) -> Iterator:
+    """Stream the (src, tgt) line pairs of two line-aligned files written by an earlier stage.
+
+    The files are checked first (count_parallel), so nothing is consumed from a missing
+    or misaligned pair of files.
+    """
+    count_parallel(src_path, tgt_path, what, made_by)
     with open(src_path, encoding="utf-8") as src, open(tgt_path, encoding="utf-8") as tgt:
         for src_line, tgt_line in zip(src, tgt, strict=True):
             yield src_line.rstrip("\n"), tgt_line.rstrip("\n")

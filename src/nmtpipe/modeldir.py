@@ -14,11 +14,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nmtpipe.cores import limit_tensorflow_threads
+from nmtpipe.cores import start_tensorflow
 from nmtpipe.errors import ModelError, first_line
 from nmtpipe.fileio import write_json
 from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
-from nmtpipe.logs import quiet_tensorflow
 from nmtpipe.tokenizer import load_tokenizer
 
 
@@ -83,8 +82,7 @@ def load_model_dir(model_dir: Path, pair: tuple[str | None, str | None] = (None,
     _check_pair(have, model_dir, *(want or got for want, got in zip(pair, have, strict=True)))
     sp_src, sp_tgt = (load_tokenizer(tokenizer_file(model_dir, side)) for side in SIDES)
 
-    quiet_tensorflow()  # only now: TensorFlow takes seconds to import
-    limit_tensorflow_threads()
+    start_tensorflow()  # only now: TensorFlow takes seconds to import
     import keras
 
     import nmtpipe.model.build  # noqa: F401  (registers the custom layers)

@@ -55,8 +55,7 @@ def load_filter_config(path: Path, raw_dir: Path, cfg: CleanConfig, data: DataCo
         "raw_tgt": str((raw_dir / CORPUS_TGT).resolve()),
     }
     common = dict(config.get("common") or {})
-    jobs = n_jobs(cfg, count_lines(raw_dir / CORPUS_SRC))
-    common.update(constants=constants, default_n_jobs=jobs)
+    common.update(constants=constants)  # the jobs: per step, in _run_steps
     return {**config, "common": common}
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nmtpipe.config import SplitConfig
 from nmtpipe.errors import ConfigError, DataError
-from nmtpipe.fileio import atomic_dir, iter_parallel, write_json
+from nmtpipe.fileio import atomic_dir, count_parallel, iter_parallel, write_json
 from nmtpipe.layout import SPLIT_SIZES, SPLITS, corpus_files, split_files
 from nmtpipe.logs import progress
 
@@ -82,13 +82,16 @@ def assign_groups(sizes: dict[bytes, int], dev_n: int, test_n: int) -> dict[byte
     return chosen
 
 
+WHAT = ("cleaned corpus", "clean")  # what the input is and the stage that writes it
+
+
 def _pairs(clean_dir: Path) -> Iterator[tuple[str, str]]:
-    return iter_parallel(*corpus_files(clean_dir), "cleaned corpus", "clean")
+    return iter_parallel(*corpus_files(clean_dir), *WHAT)
 
 
 def split_corpus(clean_dir: Path, cfg: SplitConfig, out_dir: Path) -> dict[str, int]:
     """Write {train,dev,test}.{src,tgt} and sizes.json into out_dir; return the sizes."""
-    total = sum(1 for _ in _pairs(clean_dir))  # checks the files and their alignment
+    total = count_parallel(*corpus_files(clean_dir), *WHAT)
     dev_n, test_n = _size(cfg.dev_size, total, "dev_size"), _size(cfg.test_size, total, "test_size")
     if dev_n + test_n >= total:
         raise ConfigError(
@@ -111,9 +114,11 @@ def _write_splits(pairs, chosen: dict[bytes, str], seed: int, out_dir: Path, tot
     sizes = dict.fromkeys(SPLITS, 0)
     with ExitStack() as stack:
         files = {
-            name: [stack.enter_context(open(f, "w", encoding="utf-8", newline="\n")) for f in files]
+            name: [
+                stack.enter_context(open(path, "w", encoding="utf-8", newline="\n"))
+                for path in split_files(out_dir, name)
+            ]
             for name in SPLITS
-            for files in [split_files(out_dir, name)]
         }
         for src, tgt in progress(pairs, total=total, desc="split", unit=" pairs"):
             name = chosen.get(group_rank(src, seed), "train")

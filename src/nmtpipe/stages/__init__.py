@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from nmtpipe.config import Params, load_params
-from nmtpipe.cores import limit_tensorflow_threads
-from nmtpipe.logs import quiet_tensorflow
+from nmtpipe.cores import start_tensorflow
 
 
 def parse_stage_args(
@@ -33,9 +32,3 @@ def parse_stage_args(
     if tensorflow:
         start_tensorflow()
     return args, params
-
-
-def start_tensorflow() -> None:
-    """Import TensorFlow quietly, its thread pools capped by NMTPIPE_THREADS."""
-    quiet_tensorflow()
-    limit_tensorflow_threads()

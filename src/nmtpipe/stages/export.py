@@ -1,7 +1,8 @@
 """export: write a TensorFlow SavedModel that translates raw strings (greedy search)."""
 
+from nmtpipe.cores import start_tensorflow
 from nmtpipe.modeldir import require_model
-from nmtpipe.stages import parse_stage_args, start_tensorflow
+from nmtpipe.stages import parse_stage_args
 
 
 def main(argv=None) -> None:

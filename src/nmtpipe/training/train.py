@@ -66,12 +66,12 @@ def _datasets(split_dir: Path, encoded_dir: Path, tok_dir: Path, params: Params)
         "train_pairs_too_long": encoded["too_long"],
         "dev_pairs": len(dev[0]),
         "train_tgt_tokens": encoded["tgt_tokens"],
-        "train_batches_per_epoch": batches_per_epoch(dict(encoded["lengths"]), cfg.batch_size),
+        "train_batches_per_epoch": batches_per_epoch(encoded["lengths"], cfg.batch_size),
         "src_vocab_size": sp_src.get_piece_size(),
         "tgt_vocab_size": sp_tgt.get_piece_size(),
     }
     largest_buckets = {
-        "train split": max(bucket_sizes(dict(encoded["lengths"])).values()),
+        "train split": max(bucket_sizes(encoded["lengths"]).values()),
         "dev split": max(bucket_sizes(example_lengths(dev[0], dev[1])).values()),
     }
     return make_dataset(dev[0], dev[1], cfg.batch_size), stats, largest_buckets
