@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,21 +57,56 @@ def _to_example(src, tgt):
     return (src, tgt_in), tgt_out
 
 
-def _bucketed(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """Zero-padded batches of examples of similar length (see batches_per_epoch)."""
+def bucket_batch_sizes(batch_size: int, max_tokens: int = 0, max_len: int = 0) -> list[int]:
+    """Pairs per batch of each length bucket of _bucketed.
+
+    Without max_tokens every bucket batches batch_size pairs. With it, a bucket whose
+    examples are at most n long (src and tgt_in each, padded) batches
+    max_tokens // (2 n) pairs, at most batch_size, at least 1, rounded down to a multiple
+    of 8 from 8 up (GEMM-friendly, and even over up to 8 replicas): no batch holds more
+    than max_tokens padded source + target tokens. max_len: the longest example
+    (max(train.max_src_len, train.max_tgt_len + 1)), which bounds the last buckets.
+    """
+    if not max_tokens:
+        return [batch_size] * (len(BUCKET_BOUNDARIES) + 1)
+    longest = [b - 1 for b in BUCKET_BOUNDARIES] + [max(max_len, BUCKET_BOUNDARIES[-1])]
+    sizes = []
+    for n in longest:
+        size = max(1, min(batch_size, max_tokens // (2 * min(n, max_len or n))))
+        sizes.append(size - size % 8 if size >= 8 else size)
+    return sizes
+
+
+def train_batch_sizes(cfg) -> list[int]:
+    """bucket_batch_sizes of a TrainConfig (train.batch_size, max_tokens and length limits)."""
+    return bucket_batch_sizes(
+        cfg.batch_size, cfg.max_tokens, max(cfg.max_src_len, cfg.max_tgt_len + 1)
+    )
+
+
+def _per_bucket(batch_size: int | Sequence[int]) -> list[int]:
+    """A batch size for every bucket (an int: the same for all)."""
+    if isinstance(batch_size, int):
+        return [batch_size] * (len(BUCKET_BOUNDARIES) + 1)
+    return list(batch_size)
+
+
+def _bucketed(ds: tf.data.Dataset, batch_size: int | Sequence[int]) -> tf.data.Dataset:
+    """Zero-padded batches of examples of similar length (see batches_per_epoch);
+    batch_size: pairs per batch, one for all buckets or one per bucket."""
     return ds.bucket_by_sequence_length(
         element_length_func=lambda inputs, tgt_out: tf.maximum(
             tf.shape(inputs[0])[0], tf.shape(tgt_out)[0]
         ),
         bucket_boundaries=list(BUCKET_BOUNDARIES),
-        bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
+        bucket_batch_sizes=_per_bucket(batch_size),
         padded_shapes=(([None], [None]), [None]),
         padding_values=((PAD_ID, PAD_ID), PAD_ID),
     )
 
 
 def make_dataset(
-    src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int
+    src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int | Sequence[int]
 ) -> tf.data.Dataset:
     """Batches ((src, tgt_in), tgt_out) in corpus order, for evaluation (the dev set).
 
@@ -101,10 +136,12 @@ def bucket_sizes(lengths: Mapping[int, int]) -> Counter:
     return buckets
 
 
-def batches_per_epoch(lengths: Mapping[int, int], batch_size: int) -> int:
+def batches_per_epoch(lengths: Mapping[int, int], batch_size: int | Sequence[int]) -> int:
     """Batches in one epoch of _bucketed, in any order: only a bucket's last batch is
-    partial. lengths: pairs per example length (example_lengths, or encode's stats)."""
-    return sum(-(-count // batch_size) for count in bucket_sizes(lengths).values())
+    partial. lengths: pairs per example length (example_lengths, or encode's stats);
+    batch_size: one for all buckets or one per bucket."""
+    sizes = _per_bucket(batch_size)
+    return sum(-(-count // sizes[bucket]) for bucket, count in bucket_sizes(lengths).items())
 
 
 def read_encoded(encoded_dir: Path) -> tuple[dict, list[str]]:
@@ -128,10 +165,11 @@ def _parse(record):
 
 
 def make_train_dataset(
-    encoded_dir: Path, batch_size: int, seed: int, epochs: range
+    encoded_dir: Path, batch_size: int | Sequence[int], seed: int, epochs: range
 ) -> tuple[tf.data.Dataset, int]:
     """The training batches of `epochs`, one epoch after another, streamed from encode's
-    shards, and the batches per epoch.
+    shards, and the batches per epoch (batch_size: one for all length buckets, or one per
+    bucket: train_batch_sizes).
 
     Epoch e reads the shards in an order drawn from (seed, e), SHARD_CYCLE at a time,
     through a SHUFFLE_BUFFER-pair shuffle seeded by (seed, e): its order comes from

@@ -85,7 +85,9 @@ def load_model_dir(model_dir: Path, pair: tuple[str | None, str | None] = (None,
     start_tensorflow()  # only now: TensorFlow takes seconds to import
     import keras
 
-    import nmtpipe.model.build  # noqa: F401  (registers the custom layers)
+    from nmtpipe.model.build import NETWORKS  # (and registers the custom layers)
+
+    _check_layout(config, model_dir, NETWORKS)
 
     try:
         model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False, safe_mode=True)
@@ -94,6 +96,18 @@ def load_model_dir(model_dir: Path, pair: tuple[str | None, str | None] = (None,
             f"{model_dir / MODEL_FILE}: cannot load model ({first_line(err)})"
         ) from None
     return TrainedModel(model, config, sp_src, sp_tgt)
+
+
+def _check_layout(config: dict, model_dir: Path, networks: dict) -> None:
+    """A model file of an older weight layout than its network class reads: ModelError."""
+    network = networks.get(config.get("model", {}).get("arch"))
+    have = config.get("weights_layout", 1)
+    if network is not None and have != network.WEIGHTS_LAYOUT:
+        raise ModelError(
+            f"{model_dir}: saved in weight layout {have}, this nmtpipe reads layout "
+            f"{network.WEIGHTS_LAYOUT} for model.arch {config['model']['arch']}: retrain it "
+            "(dvc repro)"
+        )
 
 
 def check_pair(trained: TrainedModel, model_dir: Path, src_lang: str, tgt_lang: str) -> None:

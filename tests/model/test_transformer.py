@@ -76,3 +76,60 @@ def test_beam_of_one_is_greedy_and_greedy_follows_the_argmax():
         logits = np.asarray(model((src, np.array([prefix], "int32"))))[0, -1]
         assert int(np.argmax(logits)) == piece
         prefix.append(piece)
+
+
+def unfused_attention(x, kv_in, w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o, heads):
+    """Multi-head attention from three separate projections (numpy, no mask)."""
+
+    def split(t):  # batch x len x width -> batch x heads x len x width/heads
+        b, n, w = t.shape
+        return t.reshape(b, n, heads, w // heads).transpose(0, 2, 1, 3)
+
+    q, k, v = split(x @ w_q + b_q), split(kv_in @ w_k + b_k), split(kv_in @ w_v + b_v)
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    context = (weights @ v).transpose(0, 2, 1, 3).reshape(x.shape)
+    return context @ w_o + b_o
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_fused_projections_equal_three_separate_ones(cross):
+    """qkv (self) and query + kv (cross) give what separate q, k, v Dense layers give
+    with the same weights: the fused kernel is their kernels side by side."""
+    from nmtpipe.model.transformer import HeadAttention
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2, 5, 16)).astype("float32")
+    memory = rng.normal(size=(2, 7, 16)).astype("float32") if cross else x
+    layer = HeadAttention(16, heads=4, cross=cross)
+    layer.build(x.shape)
+    for weight in layer.weights:  # random biases too, not Keras' zeros
+        weight.assign(rng.normal(size=weight.shape).astype("float32") * 0.3)
+    mask = np.ones((2, 5, memory.shape[1]), dtype=bool)
+    if cross:
+        kv = np.split(np.asarray(layer.project_kv(memory)), 2, axis=-1)
+        out, _ = layer(x, kv, mask)
+        w_q, b_q = (np.asarray(w) for w in layer.query.weights)
+        w_kv, b_kv = (np.asarray(w) for w in layer.kv.weights)
+        (w_k, w_v), (b_k, b_v) = np.split(w_kv, 2, axis=-1), np.split(b_kv, 2)
+    else:
+        q, k, v = layer.project_qkv(x)
+        out, _ = layer(q, (k, v), mask)
+        w_qkv, b_qkv = (np.asarray(w) for w in layer.qkv.weights)
+        (w_q, w_k, w_v), (b_q, b_k, b_v) = np.split(w_qkv, 3, axis=-1), np.split(b_qkv, 3)
+    w_o, b_o = (np.asarray(w) for w in layer.out.weights)
+    expected = unfused_attention(x, memory, w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o, heads=4)
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_feed_forward_dropout_only_when_asked():
+    plain = tiny(dropout=0.0)
+    assert plain.get_layer("encoder").ff_dropout is None
+    with_ff = tiny(ff_dropout=0.5)
+    src, tgt_in = batch()
+    a, b = (np.asarray(with_ff((src, tgt_in), training=True)) for _ in range(2))
+    assert not np.allclose(a, b)  # the only dropout left is the feed-forward one
+    np.testing.assert_allclose(
+        np.asarray(with_ff((src, tgt_in))), np.asarray(with_ff((src, tgt_in))), rtol=1e-6
+    )

@@ -60,7 +60,6 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int, cfg=RNN) -
 
     from nmtpipe.dataset import encode_pairs
     from nmtpipe.model.build import build_model
-    from nmtpipe.model.losses import masked_loss
     from nmtpipe.modeldir import save_model_dir
     from nmtpipe.tokenizer import load_tokenizer
 
@@ -70,7 +69,7 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int, cfg=RNN) -
         sp_src, sp_tgt = (load_tokenizer(tok_dir / name) for name in ("src.model", "tgt.model"))
         en, es = [s for s, _ in sample_pairs(300)], [t for _, t in sample_pairs(300)]
         src, tgt, _ = encode_pairs(sp_src, sp_tgt, en, es, max_src_len=64, max_tgt_len=64)
-        model.compile(optimizer=keras.optimizers.Adam(0.005), loss=masked_loss)
+        model.compile(optimizer=keras.optimizers.Adam(0.005))
         data, steps = train_dataset(src, tgt, 32, seed, range(epochs), root / f"encoded{seed}")
         model.fit(data, epochs=epochs, steps_per_epoch=steps, verbose=0)
     out = root / f"model{seed}"

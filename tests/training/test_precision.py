@@ -47,6 +47,22 @@ def test_the_policy_falls_back_to_float32_without_the_hardware(requested, flags,
     assert bool(why) == (policy != requested)
 
 
+@pytest.mark.parametrize(
+    "flags, gpus, gpu_bfloat16, policy",
+    [
+        ({"avx2", "avx512f", "amx_bf16", "amx_tile"}, 0, False, "mixed_bfloat16"),  # Sapphire R.
+        ({"avx2", "avx512f", "avx512_bf16"}, 0, False, "mixed_bfloat16"),  # Cooper Lake, Zen 4
+        ({"avx2", "avx512f", "avx512_vnni"}, 0, False, "float32"),  # Cascade Lake
+        ({"avx2", "fma", "sha_ni"}, 0, False, "float32"),  # AMD EPYC Zen 3
+        (set(), 0, False, "float32"),  # no /proc/cpuinfo
+        ({"avx2"}, 1, True, "mixed_bfloat16"),  # an A100 / H100
+        ({"amx_bf16"}, 1, False, "float32"),  # a T4 / V100: the GPU trains, not the CPU
+    ],
+)
+def test_auto_picks_bfloat16_only_where_the_hardware_computes_it(flags, gpus, gpu_bfloat16, policy):
+    assert supported_precision("auto", flags, gpus, gpu_bfloat16) == (policy, "")
+
+
 @pytest.fixture
 def policy(request):
     with dtype_policy(request.param):
@@ -59,7 +75,8 @@ def test_mixed_bfloat16_trains_with_float32_weights_and_loss(policy):
     compile_model(model, TrainConfig(label_smoothing=0.1), steps_per_epoch=10)
     model.run_eagerly = True  # a tiny model: tracing the step would take most of the test
     src, tgt_in = batch()
-    assert keras.backend.standardize_dtype(model((src, tgt_in)).dtype) == "bfloat16"
+    assert keras.backend.standardize_dtype(model.encode(src)[0].dtype) == "bfloat16"
+    assert keras.backend.standardize_dtype(model((src, tgt_in)).dtype) == "float32"  # logits
     before = [w.copy() for w in model.get_weights()]
     logs = model.train_on_batch((src, tgt_in), tgt_in, return_dict=True)
     assert np.isfinite(logs["loss"]) and logs["loss"] > 0

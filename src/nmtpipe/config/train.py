@@ -25,7 +25,7 @@ FREEZE_PARTS = tuple(FREEZE_LAYERS)
 PRETRAINED_VECTORS = ("src_embeddings", "tgt_embeddings")  # model.* keys read by training only
 LR_SCHEDULES = ("constant", "warmup_inverse_sqrt", "warmup_cosine", "plateau")
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")  # tf.distribute strategies
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")  # auto or a Keras policy
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,13 @@ class ModelConfig:
     attention_dropout: float = param(
         0.1, "arch=transformer: dropout on the attention weights", min=0.0, max=0.9
     )
+    ff_dropout: float = param(
+        0.0,
+        "arch=transformer: dropout between the two layers of each feed-forward sublayer "
+        "(0 = none, as in the reference Transformer)",
+        min=0.0,
+        max=0.9,
+    )
     tie_embeddings: bool = param(
         False,
         "the output softmax uses the target embedding matrix (transposed, own bias); when "
@@ -116,8 +123,23 @@ class TrainConfig:
     """The train stage: optimisation, stopping, length limits, transfer."""
 
     epochs: int = param(40, "maximum number of epochs", min=1)
-    batch_size: int = param(32, "sentence pairs per batch", min=1)
+    batch_size: int = param(
+        32, "sentence pairs per batch (with max_tokens: at most this many pairs)", min=1
+    )
+    max_tokens: int = param(
+        0,
+        "token-budget batches: padded source + target tokens per training batch, at most "
+        "(each length bucket gets as many pairs as fit, up to batch_size); 0 = batch_size "
+        "pairs per batch whatever their length",
+        min=0,
+    )
     learning_rate: float = param(0.002, "Adam learning rate (the peak of a schedule)", min=0.0)
+    adam_beta2: float = param(
+        0.999, "Adam's decay of the squared-gradient average (Transformer recipes: 0.98)", min=0.0
+    )
+    adam_epsilon: float = param(
+        1e-7, "Adam's epsilon (Keras' default 1e-7; Transformer recipes: 1e-9)", min=0.0
+    )
     lr_schedule: str = param(
         "constant",
         "learning-rate schedule: constant | warmup_inverse_sqrt (linear warm-up over "
@@ -168,11 +190,13 @@ class TrainConfig:
         min=0,
     )
     precision: str = param(
-        "float32",
-        "float32 | mixed_bfloat16 | mixed_float16 (Keras mixed precision: float32 weights, "
-        "softmax and loss; float16 with loss scaling). Falls back to float32 where the "
-        "hardware lacks the type (bfloat16: a GPU or a CPU with avx512_bf16/amx_bf16; "
-        "float16: a GPU); the model directory always computes in float32",
+        "auto",
+        "auto (mixed_bfloat16 where the hardware computes it: a CPU with avx512_bf16 or "
+        "amx_bf16, a GPU of compute capability 8.0 or more; float32 elsewhere) | float32 | "
+        "mixed_bfloat16 | mixed_float16 (Keras mixed precision: float32 weights, softmax, "
+        "logits and loss; float16 with loss scaling). A type the hardware lacks falls back "
+        "to float32; config.json records the precision used; the model directory always "
+        "computes in float32",
         choices=PRECISIONS,
     )
     distribute: str = param(
@@ -214,6 +238,14 @@ class TrainConfig:
             )
         if self.lr_schedule == "warmup_inverse_sqrt" and self.warmup_steps < 1:
             raise ConfigError("train.lr_schedule warmup_inverse_sqrt needs train.warmup_steps >= 1")
+        longest = 2 * max(self.max_src_len, self.max_tgt_len + 1)
+        if self.max_tokens and self.max_tokens < longest:
+            raise ConfigError(
+                f"train.max_tokens ({self.max_tokens}) must hold one pair of the longest "
+                f"length allowed: at least 2 x max(max_src_len, max_tgt_len + 1) = {longest}"
+            )
+        if self.adam_beta2 >= 1:
+            raise ConfigError(f"train.adam_beta2 must be below 1, got {self.adam_beta2}")
         if self.lr_schedule == "plateau" and self.plateau_patience >= self.patience:
             raise ConfigError(
                 f"train.plateau_patience ({self.plateau_patience}) must be below train.patience "

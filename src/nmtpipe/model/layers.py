@@ -7,6 +7,7 @@ from keras import ops
 
 from nmtpipe.config import ModelConfig, parse_section
 from nmtpipe.errors import ModelError
+from nmtpipe.model.losses import TokenRate, token_stats
 
 
 @keras.saving.register_keras_serializable(package="nmtpipe")
@@ -44,13 +45,18 @@ class EncoderDecoder(keras.Model):
     Subclasses implement `encode(src) -> (enc_out, enc_mask, states)`,
     `attention_keys(enc_out)` and `decode(tgt_in, enc_out, enc_mask, states,
     training, enc_keys) -> (logits, states, attention weights or None)`; the searches
-    (`nmtpipe.search`) and teacher forcing (`call`) use nothing else.
+    (`nmtpipe.search`) and teacher forcing (`call`) use nothing else. Training uses the
+    model's own loss (`compute_loss`): compile it with an optimizer and label smoothing.
 
     Args:
         src_vocab_size, tgt_vocab_size: sizes of the SentencePiece vocabularies.
         cfg: the network's hyperparameters (`config.ModelConfig`: each key's meaning
             is declared there, once).
     """
+
+    # The layout of the saved weights: bumped when a change makes earlier model files
+    # unloadable (config.json records it; modeldir refuses another in one line).
+    WEIGHTS_LAYOUT = 1
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, cfg: ModelConfig, **kwargs):
         super().__init__(**kwargs)
@@ -60,6 +66,30 @@ class EncoderDecoder(keras.Model):
                 f"model.share_embeddings needs one vocabulary, got {src_vocab_size} source "
                 f"and {tgt_vocab_size} target pieces (tokenizer.shared)"
             )
+        self.label_smoothing = 0.0
+        self.cross_entropy = TokenRate("nll", name="cross_entropy")
+        self.accuracy = TokenRate("hits", name="masked_accuracy")
+
+    def compile(self, optimizer, label_smoothing: float = 0.0, **kwargs):
+        """Keras' compile with the model's own loss and metrics (compute_loss):
+        masked token cross-entropy smoothed by `label_smoothing`, the plain
+        cross_entropy and masked_accuracy; `loss` and `metrics` are not taken."""
+        if {"loss", "metrics"} & set(kwargs):
+            raise TypeError("EncoderDecoder.compile takes no loss or metrics: it has its own")
+        self.label_smoothing = label_smoothing
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The smoothed token loss of logits y_pred against target ids y; one softmax pass
+        (losses.token_stats) also updates the cross_entropy and accuracy metrics."""
+        stats = token_stats(y, y_pred, self.label_smoothing)
+        self.cross_entropy.update_state(stats)
+        self.accuracy.update_state(stats)
+        return stats["loss"]
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """The metrics' results: compute_loss has already updated them."""
+        return self.get_metrics_result()
 
     def _embeddings(self, dim: int) -> tuple:
         """(src_embedding, tgt_embedding): with `share_embeddings`, one layer (one matrix)

@@ -37,33 +37,47 @@ def positions(start, length, width: int):
 
 @keras.saving.register_keras_serializable(package="nmtpipe")
 class HeadAttention(keras.layers.Layer):
-    """Multi-head scaled dot-product attention over keys and values projected beforehand.
+    """Multi-head scaled dot-product attention with fused projections.
 
-    `project_kv` projects keys and values (so a decoder can keep them: the cache, or
-    the encoder's once per source); `call` projects the query and attends.
+    Self-attention projects queries, keys and values with one Dense (`qkv`, width ->
+    3 width: one GEMM and one weight tensor instead of three); cross-attention projects
+    the query (`query`) and, once per source, keys and values with one Dense (`kv`,
+    width -> 2 width), so a decoder can keep them: the cache, or the encoder's.
 
     Args:
         width: model width (a multiple of heads).
         heads: attention heads.
         dropout: dropout on the attention weights.
+        cross: attention over another sequence (query and kv projections) rather than
+            self-attention (one qkv projection).
     """
 
-    def __init__(self, width: int, heads: int, dropout: float = 0.0, **kwargs):
+    def __init__(self, width: int, heads: int, dropout: float = 0.0, cross=False, **kwargs):
         super().__init__(**kwargs)
-        self.width, self.heads, self.dropout_rate = width, heads, dropout
-        self.query = keras.layers.Dense(width, name="query")
-        self.key = keras.layers.Dense(width, name="key")
-        self.value = keras.layers.Dense(width, name="value")
+        self.width, self.heads, self.dropout_rate, self.cross = width, heads, dropout, cross
+        if cross:
+            self.query = keras.layers.Dense(width, name="query")
+            self.kv = keras.layers.Dense(2 * width, name="kv")
+            self.projections = (self.query, self.kv)
+        else:
+            self.qkv = keras.layers.Dense(3 * width, name="qkv")
+            self.projections = (self.qkv,)
         self.out = keras.layers.Dense(width, name="out")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
 
     def build(self, query_shape, kv_shape=None, mask_shape=None):
-        for dense in (self.query, self.key, self.value, self.out):
+        for dense in (*self.projections, self.out):
             dense.build(query_shape)
 
     def project_kv(self, x):
-        """x: batch x len x width -> (keys, values), batch x len x width each."""
-        return self.key(x), self.value(x)
+        """Cross-attention: x batch x len x width -> keys and values side by side,
+        batch x len x 2 width (split them with `split_kv`)."""
+        return self.kv(x)
+
+    def project_qkv(self, x):
+        """Self-attention: x batch x len x width -> (queries, keys, values), each
+        batch x len x width."""
+        return tuple(ops.split(self.qkv(x), 3, axis=-1))
 
     def _split(self, x):
         """batch x len x width -> batch x heads x len x width/heads."""
@@ -72,13 +86,16 @@ class HeadAttention(keras.layers.Layer):
         return ops.transpose(x, (0, 2, 1, 3))
 
     def call(self, query, kv, mask, training=False):
-        """query: batch x q_len x width; kv: (keys, values) from project_kv, batch x k_len x
-        width; mask: True where a query may attend, broadcastable to batch x q_len x k_len.
+        """query: batch x q_len x width, the queries already projected (self-attention) or
+        the input to project (cross); kv: (keys, values), batch x k_len x width each;
+        mask: True where a query may attend, broadcastable to batch x q_len x k_len.
 
         Returns the output (batch x q_len x width) and the weights averaged over heads
         (batch x q_len x k_len).
         """
-        q, k, v = (self._split(x) for x in (self.query(query), *kv))
+        if self.cross:
+            query = self.query(query)
+        q, k, v = (self._split(x) for x in (query, *kv))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(self.width // self.heads)
         scores = ops.cast(scores, "float32")  # softmax in float32 under mixed precision
         scores = ops.where(ops.expand_dims(mask, 1), scores, ops.full_like(scores, -1e9))
@@ -90,7 +107,12 @@ class HeadAttention(keras.layers.Layer):
         return out, ops.mean(weights, axis=1)
 
     def get_config(self):
-        config = {"width": self.width, "heads": self.heads, "dropout": self.dropout_rate}
+        config = {
+            "width": self.width,
+            "heads": self.heads,
+            "dropout": self.dropout_rate,
+            "cross": self.cross,
+        }
         return {**super().get_config(), **config}
 
 
@@ -103,24 +125,32 @@ class TransformerLayer(keras.layers.Layer):
         dropout: on each sublayer's output before the residual sum.
         attention_dropout: on the attention weights.
         cross: a decoder layer (with cross-attention over the encoder output).
+        ff_dropout: between the feed-forward sublayer's two Dense layers (0: none, as in
+            the reference Transformer).
     """
 
-    def __init__(self, width, heads, ff_dim, dropout, attention_dropout, cross, **kwargs):
+    def __init__(
+        self, width, heads, ff_dim, dropout, attention_dropout, cross, ff_dropout=0.0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.width, self.heads, self.ff_dim, self.cross = width, heads, ff_dim, cross
         self.dropout_rate, self.attention_dropout = dropout, attention_dropout
+        self.ff_dropout_rate = ff_dropout
         self.self_attention = HeadAttention(width, heads, attention_dropout, name="self_attention")
         self.self_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="self_norm")
         self.cross_attention = self.cross_norm = None
         if cross:
             self.cross_attention = HeadAttention(
-                width, heads, attention_dropout, name="cross_attention"
+                width, heads, attention_dropout, cross=True, name="cross_attention"
             )
             self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="cross_norm")
         self.ff_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ff_norm")
         self.ff_in = keras.layers.Dense(ff_dim, activation="relu", name="ff_in")
         self.ff_out = keras.layers.Dense(width, name="ff_out")
         self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.ff_dropout = (
+            keras.layers.Dropout(ff_dropout, name="ff_dropout") if ff_dropout else None
+        )
 
     def build(self, x_shape, *args, **kwargs):
         """Build every sublayer here, in this layer's name scope (project_kv may be called
@@ -139,11 +169,10 @@ class TransformerLayer(keras.layers.Layer):
         Returns x, this layer's self-attention (keys, values) including x's positions,
         and the cross-attention weights (None in the encoder).
         """
-        h = self.self_norm(x)
-        k, v = self.self_attention.project_kv(h)
+        q, k, v = self.self_attention.project_qkv(self.self_norm(x))
         if cache is not None:
             k, v = ops.concatenate([cache[0], k], axis=1), ops.concatenate([cache[1], v], axis=1)
-        out, _ = self.self_attention(h, (k, v), self_mask, training=training)
+        out, _ = self.self_attention(q, (k, v), self_mask, training=training)
         x = x + self.dropout(out, training=training)
         weights = None
         if self.cross:
@@ -151,7 +180,10 @@ class TransformerLayer(keras.layers.Layer):
                 self.cross_norm(x), cross_kv, cross_mask, training=training
             )
             x = x + self.dropout(out, training=training)
-        out = self.ff_out(self.dropout(self.ff_in(self.ff_norm(x)), training=training))
+        hidden = self.ff_in(self.ff_norm(x))
+        if self.ff_dropout is not None:
+            hidden = self.ff_dropout(hidden, training=training)
+        out = self.ff_out(hidden)
         return x + self.dropout(out, training=training), (k, v), weights
 
     def get_config(self):
@@ -163,6 +195,7 @@ class TransformerLayer(keras.layers.Layer):
             "dropout": self.dropout_rate,
             "attention_dropout": self.attention_dropout,
             "cross": self.cross,
+            "ff_dropout": self.ff_dropout_rate,
         }
 
 
@@ -171,6 +204,8 @@ class Transformer(EncoderDecoder):
     """Pre-norm Transformer encoder-decoder over subword ids (pad id 0); see the module
     docstring. Layer names: encoder, encoder_2, ... and decoder, decoder_2, ...; the
     stacks end in encoder_norm and decoder_norm."""
+
+    WEIGHTS_LAYOUT = 2  # 2: fused qkv / kv attention projections
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, cfg: ModelConfig, **kwargs):
         super().__init__(src_vocab_size, tgt_vocab_size, cfg, **kwargs)
@@ -182,10 +217,10 @@ class Transformer(EncoderDecoder):
         self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
         self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")
         self.dropout = keras.layers.Dropout(cfg.dropout, name="dropout")
-        self.output_proj = (
-            TiedOutput(tgt_vocab_size, name="output_proj")
+        self.output_proj = (  # logits in float32 under mixed precision too
+            TiedOutput(tgt_vocab_size, name="output_proj", dtype="float32")
             if cfg.tie_embeddings
-            else keras.layers.Dense(tgt_vocab_size, name="output_proj")
+            else keras.layers.Dense(tgt_vocab_size, name="output_proj", dtype="float32")
         )
 
     def build(self, input_shape=None):
@@ -214,6 +249,7 @@ class Transformer(EncoderDecoder):
             cfg.dropout,
             cfg.attention_dropout,
             cross,
+            cfg.ff_dropout,
             name=stack if i == 0 else f"{stack}_{i + 1}",
         )
 
@@ -234,9 +270,9 @@ class Transformer(EncoderDecoder):
         return self.encoder_norm(x), mask, [empty] * self.n_states
 
     def attention_keys(self, enc_out):
-        """Every decoder layer's cross-attention keys and values of enc_out, side by side:
-        batch x src_len x (2 * decoder_layers * width)."""
-        kv = [t for layer in self.decoder_stack for t in layer.cross_attention.project_kv(enc_out)]
+        """Every decoder layer's cross-attention keys and values of enc_out, side by side
+        (keys 1, values 1, keys 2, ...): batch x src_len x (2 * decoder_layers * width)."""
+        kv = [layer.cross_attention.project_kv(enc_out) for layer in self.decoder_stack]
         return ops.concatenate(kv, axis=-1)
 
     def decode(self, tgt_in, enc_out, enc_mask, states, training=False, enc_keys=None):

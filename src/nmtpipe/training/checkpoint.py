@@ -21,7 +21,8 @@ continue as if it had never stopped:
 The shuffle order needs no state: epoch e's order is drawn from (seed, e) alone
 (dataset.make_train_dataset). A checkpoint is resumed only when its fingerprint
 (params, training data, tokenizers, transfer inputs, code and library versions)
-is the run's; otherwise it is deleted. A complete run deletes its directory.
+and the precision it trained in (train.precision auto resolves per machine) are
+the run's; otherwise it is deleted. A complete run deletes its directory.
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ class TrainingState(keras.callbacks.Callback):
             optimizer variable).
         average: the WeightAverage callback (train.average_last), if any, whose kept
             weights are saved and restored too.
+        precision: the dtype policy this run trains in (train.precision resolved on this
+            machine): a checkpoint trained in another one is not resumed, and says so.
     """
 
     def __init__(
@@ -131,9 +134,11 @@ class TrainingState(keras.callbacks.Callback):
         early: keras.callbacks.EarlyStopping,
         plateau: keras.callbacks.ReduceLROnPlateau | None = None,
         average: WeightAverage | None = None,
+        precision: str = "float32",
     ):
         super().__init__()
         self.root, self.fingerprint, self.early = root, fingerprint, early
+        self.precision = precision
         self.plateau, self.average = plateau, average
         self.epochs_done = 0
         self.history: dict[str, list[float]] = {}
@@ -198,6 +203,15 @@ class TrainingState(keras.callbacks.Callback):
         try:
             state = json.loads((path / STATE).read_text(encoding="utf-8"))
             if state.get("fingerprint") != self.fingerprint:
+                return None
+            if state.get("precision") != self.precision:
+                log.warning(
+                    "%s trained in %s, this machine trains in %s (train.precision): not "
+                    "resuming it in another precision",
+                    path,
+                    state.get("precision"),
+                    self.precision,
+                )
                 return None
             if state.get("shapes") != _shapes(variables):
                 return None
@@ -280,6 +294,7 @@ class TrainingState(keras.callbacks.Callback):
         return {
             "format": FORMAT,
             "fingerprint": self.fingerprint,
+            "precision": self.precision,
             "epoch": self.epochs_done,
             "stopped": bool(self.model.stop_training),
             "early_stopping": {

@@ -24,6 +24,7 @@ import logging
 import keras
 import tensorflow as tf
 
+from nmtpipe.dataset import train_batch_sizes
 from nmtpipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ def check_train(cfg, strategy: tf.distribute.Strategy) -> None:
     differ in size. Later partial batches (a bucket's last) may split unevenly.
     """
     replicas = strategy.num_replicas_in_sync
+    if any(size % replicas for size in set(train_batch_sizes(cfg))):
+        raise ConfigError(
+            f"train.max_tokens {cfg.max_tokens} gives batches of "
+            f"{sorted(set(train_batch_sizes(cfg)))} pairs, not all multiples of the "
+            f"{replicas} replicas of train.distribute (raise train.max_tokens)"
+        )
     if cfg.batch_size % replicas:
         raise ConfigError(
             f"train.batch_size {cfg.batch_size} must be a multiple of the {replicas} replicas "
@@ -77,17 +84,19 @@ def check_train(cfg, strategy: tf.distribute.Strategy) -> None:
         )
 
 
-def check_first_batches(largest_buckets: dict[str, int], cfg, strategy) -> None:
+def check_first_batches(buckets: dict[str, dict[int, int]], cfg, strategy) -> None:
     """Refuse data whose first batch could split unevenly over the replicas.
 
-    largest_buckets: the pairs of the fullest length bucket of each split. _bucketed
-    emits a bucket's batch when it is full, partial ones only at the end: a split with
-    a bucket of batch_size pairs starts with a full batch, which splits evenly.
+    buckets: each split's pairs per length bucket. _bucketed emits a bucket's batch
+    when it is full, partial ones only at the end: a split with a bucket that fills its
+    batch starts with a full batch, which splits evenly.
     """
     if strategy.num_replicas_in_sync == 1:
         return
-    for split, largest in largest_buckets.items():
-        if largest < cfg.batch_size:
+    sizes = train_batch_sizes(cfg)
+    for split, counts in buckets.items():
+        largest = max(counts.values())
+        if not any(count >= sizes[bucket] for bucket, count in counts.items()):
             raise ConfigError(
                 f"the {split} has no length bucket of train.batch_size {cfg.batch_size} pairs "
                 f"(at most {largest}): with train.distribute over several replicas Keras' fit "

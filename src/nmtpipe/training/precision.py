@@ -1,5 +1,9 @@
 """train.precision: Keras mixed precision where the hardware has the type, else float32.
 
+`auto` (the default) trains in mixed_bfloat16 where the hardware computes bfloat16 (a
+CPU with avx512_bf16 or amx_bf16, a GPU of compute capability 8.0 or more) and in
+float32 elsewhere: CPUs without bfloat16 units emulate it, slower than float32.
+
 Under a mixed policy the layers compute in bfloat16 or float16 and keep float32
 weights; attention softmax, the loss and the metrics cast to float32 (model/), and
 Keras wraps the optimizer in loss scaling for float16. The model directory is
@@ -31,8 +35,17 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set(next(lines, ":").split(":", 1)[1].split())
 
 
-def supported_precision(requested: str, flags: set[str], gpus: int) -> tuple[str, str]:
-    """(policy to train with, why it differs from `requested`, or '')."""
+def supported_precision(
+    requested: str, flags: set[str], gpus: int, gpu_bfloat16: bool = False
+) -> tuple[str, str]:
+    """(policy to train with, why it differs from `requested`, or '').
+
+    flags: the CPU's feature flags; gpus: visible GPUs; gpu_bfloat16: whether they all
+    compute bfloat16 (compute capability 8.0 or more).
+    """
+    if requested == "auto":
+        bfloat16 = gpu_bfloat16 if gpus else bool(flags & set(BFLOAT16_CPU_FLAGS))
+        return ("mixed_bfloat16" if bfloat16 else "float32"), ""
     if requested == "float32" or gpus:
         return requested, ""
     if requested == "mixed_bfloat16" and flags & set(BFLOAT16_CPU_FLAGS):
@@ -46,11 +59,22 @@ def supported_precision(requested: str, flags: set[str], gpus: int) -> tuple[str
 
 def choose_precision(requested: str) -> str:
     """The dtype policy to train with on this machine (a warning when it falls back)."""
-    gpus = len(tf.config.list_physical_devices("GPU"))
-    policy, why = supported_precision(requested, cpu_flags(), gpus)
+    gpus = tf.config.list_physical_devices("GPU")
+    policy, why = supported_precision(requested, cpu_flags(), len(gpus), _gpus_bfloat16(gpus))
     if why:
         log.warning("train.precision %s: %s; training in float32", requested, why)
+    elif requested == "auto":
+        log.info("train.precision auto: %s on this machine", policy)
     return policy
+
+
+def _gpus_bfloat16(gpus: list) -> bool:
+    """Whether every GPU computes bfloat16 natively (compute capability 8.0: Ampere on)."""
+    capabilities = [
+        tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+        for gpu in gpus
+    ]
+    return bool(capabilities) and all(tuple(c) >= (8, 0) for c in capabilities)
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from nmtpipe.dataset import (
     make_dataset,
     make_train_dataset,
     read_encoded,
+    train_batch_sizes,
 )
 from nmtpipe.errors import DataError
 from nmtpipe.evaluation.scoring import group_references
@@ -25,7 +26,6 @@ from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json
 from nmtpipe.layout import SIDES, tokenizer_file
 from nmtpipe.logs import progress_enabled
 from nmtpipe.model.build import build_model
-from nmtpipe.model.losses import CrossEntropy, masked_accuracy, training_loss
 from nmtpipe.modeldir import save_model_dir
 from nmtpipe.tokenizer import load_tokenizer
 from nmtpipe.training import distribute
@@ -55,7 +55,7 @@ def _datasets(split_dir: Path, encoded_dir: Path, tok_dir: Path, params: Params)
                 f"{getattr(params.train, key)} (run encode)"
             )
     sp_src, sp_tgt = (load_tokenizer(tokenizer_file(tok_dir, side)) for side in SIDES)
-    cfg = params.train
+    cfg, sizes = params.train, train_batch_sizes(params.train)
     dev = encode_pairs(
         sp_src, sp_tgt, *read_split(split_dir, "dev"), cfg.max_src_len, cfg.max_tgt_len
     )
@@ -66,15 +66,15 @@ def _datasets(split_dir: Path, encoded_dir: Path, tok_dir: Path, params: Params)
         "train_pairs_too_long": encoded["too_long"],
         "dev_pairs": len(dev[0]),
         "train_tgt_tokens": encoded["tgt_tokens"],
-        "train_batches_per_epoch": batches_per_epoch(encoded["lengths"], cfg.batch_size),
+        "train_batches_per_epoch": batches_per_epoch(encoded["lengths"], sizes),
         "src_vocab_size": sp_src.get_piece_size(),
         "tgt_vocab_size": sp_tgt.get_piece_size(),
     }
-    largest_buckets = {
-        "train split": max(bucket_sizes(encoded["lengths"]).values()),
-        "dev split": max(bucket_sizes(example_lengths(dev[0], dev[1])).values()),
+    buckets = {
+        "train split": bucket_sizes(encoded["lengths"]),
+        "dev split": bucket_sizes(example_lengths(dev[0], dev[1])),
     }
-    return make_dataset(dev[0], dev[1], cfg.batch_size), stats, largest_buckets
+    return make_dataset(dev[0], dev[1], sizes), stats, buckets
 
 
 def evenly_spaced(count: int, total: int) -> list[int]:
@@ -117,14 +117,14 @@ def train_model(
 
     log.info("params: %s", {k: to_dict(v) for k, v in vars(params).items()})
     set_determinism(params.train.seed)
-    dev_ds, stats, largest_buckets = _datasets(split_dir, encoded_dir, tok_dir, params)
+    dev_ds, stats, buckets = _datasets(split_dir, encoded_dir, tok_dir, params)
     log.info(
         "training on %d pairs (%d too long, skipped), dev %d pairs",
         stats["train_pairs"],
         stats["train_pairs_too_long"],
         stats["dev_pairs"],
     )
-    model, transfer, precision = _build(params, tok_dir, stats, largest_buckets)
+    model, transfer, precision = _build(params, tok_dir, stats, buckets)
     early = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=params.train.patience, restore_best_weights=True
     )
@@ -137,11 +137,12 @@ def train_model(
         early,
         plateau=schedule[0] if schedule else None,
         average=average,
+        precision=precision,
     )
     first_epoch = state.resume(model, params.train.epochs)
     train_ds, steps = make_train_dataset(
         encoded_dir,
-        params.train.batch_size,
+        train_batch_sizes(params.train),
         params.train.seed,
         range(first_epoch, params.train.epochs),
     )
@@ -172,7 +173,11 @@ def train_model(
         }
         state.live.summary.update(summary)
         state.live.make_summary()
-        config = {**_model_config(params, transfer, stats), "precision": precision}
+        config = {
+            **_model_config(params, transfer, stats),
+            "precision": precision,
+            "weights_layout": model.WEIGHTS_LAYOUT,
+        }
         save_model_dir(model_tmp, model, {**config, "averaged_epochs": averaged}, tok_dir)
         with atomic_file(timing_path) as timing_tmp:
             write_json(timing_tmp, timing := _timing(state.history, state.seconds))
@@ -187,7 +192,7 @@ def train_model(
     return summary
 
 
-def _build(params: Params, tok_dir: Path, stats: dict, largest_buckets: dict | None = None):
+def _build(params: Params, tok_dir: Path, stats: dict, buckets: dict | None = None):
     """The compiled model, after init_from/pretrained vectors/freeze; their record; the
     precision it trains in (train.precision, or float32 where the hardware lacks it).
 
@@ -198,7 +203,7 @@ def _build(params: Params, tok_dir: Path, stats: dict, largest_buckets: dict | N
     precision = choose_precision(params.train.precision)
     strategy = distribute.strategy(params.train.distribute)
     distribute.check_train(params.train, strategy)
-    distribute.check_first_batches(largest_buckets or {}, params.train, strategy)
+    distribute.check_first_batches(buckets or {}, params.train, strategy)
     with strategy.scope(), dtype_policy(precision):
         model = build_model(params.model, stats["src_vocab_size"], stats["tgt_vocab_size"])
         transfer = prepare_model(model, params, tok_dir)
@@ -230,19 +235,16 @@ def _model_config(params: Params, transfer: dict, stats: dict) -> dict:
 
 
 def compile_model(model, cfg: TrainConfig, steps_per_epoch: int) -> None:
-    """Adam (learning-rate schedule, gradient clipping), the masked (smoothed) loss, metrics.
-
-    The cross_entropy metric is the plain per-token cross-entropy, comparable across
-    label smoothing.
-    """
+    """Adam (learning-rate schedule, its beta_2 and epsilon, gradient clipping) and the
+    model's own masked, smoothed loss (its cross_entropy metric is the plain per-token
+    cross-entropy, comparable across label smoothing)."""
     optimizer = keras.optimizers.Adam(
-        learning_rate(cfg, steps_per_epoch), clipnorm=cfg.clipnorm or None
+        learning_rate(cfg, steps_per_epoch),
+        beta_2=cfg.adam_beta2,
+        epsilon=cfg.adam_epsilon,
+        clipnorm=cfg.clipnorm or None,
     )
-    model.compile(
-        optimizer=optimizer,
-        loss=training_loss(cfg.label_smoothing),
-        metrics=[masked_accuracy, CrossEntropy()],
-    )
+    model.compile(optimizer=optimizer, label_smoothing=cfg.label_smoothing)
 
 
 def _timing(history: dict, seconds: float) -> dict:
