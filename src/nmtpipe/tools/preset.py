@@ -87,7 +87,17 @@ def _round_trip():
 
     rt = YAML(typ="rt")
     rt.preserve_quotes, rt.width = True, 4096  # never re-wrap long lines
+    rt.representer.add_representer(float, _represent_float)
     return rt
+
+
+def _represent_float(representer, value: float):
+    """A float as YAML 1.1 reads it back as a float: 1e-09 (a string to PyYAML and DVC)
+    becomes 1.0e-09."""
+    text = repr(value)
+    if "e" in text and "." not in text:
+        text = text.replace("e", ".0e", 1)
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
 
 
 def _set(section, key: str, value: Any) -> None:
