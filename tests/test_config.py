@@ -41,6 +41,13 @@ def test_empty_sections_take_defaults():
         ({"model": {"encoder_layers": 0}}, "'model.encoder_layers' must be >= 1, got 0"),
         ({"train": {"label_smoothing": 1.0}}, "train.label_smoothing must be below 1, got 1.0"),
         ({"train": {"plateau_factor": 1}}, "train.plateau_factor must be between 0 and 1"),
+        ({"train": {"adam_beta2": 1.0}}, "train.adam_beta2 must be below 1, got 1.0"),
+        ({"train": {"precision": "bf16"}}, "must be one of ['auto', 'float32', 'mixed_bfloat16'"),
+        (
+            {"train": {"max_tokens": 100, "max_src_len": 64, "max_tgt_len": 64}},
+            "train.max_tokens (100) must hold one pair of the longest length allowed: at least "
+            "2 x max(max_src_len, max_tgt_len + 1) = 130",
+        ),
         (
             {"train": {"lr_schedule": "cosine"}},
             "must be one of ['constant', 'warmup_inverse_sqrt', 'warmup_cosine', 'plateau']",

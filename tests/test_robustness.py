@@ -453,3 +453,20 @@ def test_robustness_translate_any_unicode(loaded, sentences):
     assert len(hyps) == len(sentences)
     assert all(isinstance(h, str) for h in hyps)
     assert all(h == "" for h, s in zip(hyps, sentences, strict=True) if not s.strip())
+
+
+@pytest.mark.slow
+def test_robustness_translate_a_transformer_of_the_unfused_layout(model_dir, tmp_path):
+    """A Transformer saved before the fused attention projections: one line, retrain."""
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("model.keras", "src.model", "tgt.model"):
+        (old / name).write_bytes((model_dir / name).read_bytes())
+    config = json.loads((model_dir / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**config, "model": {"arch": "transformer"}}))
+    result = translate(old, b"Hello.\n")
+    assert result.returncode == 1 and result.stdout == b""
+    assert result.stderr.decode().splitlines()[-1].endswith(
+        "saved in weight layout 1, this nmtpipe reads layout 2 for model.arch transformer: "
+        "retrain it (dvc repro)"
+    )

@@ -43,8 +43,9 @@ def pipeline(tmp_path_factory):
     save_model_dir(root / "model", build_model(model_cfg, VOCAB, VOCAB), config, root / "tok")
     cfg = ModelConfig(arch="transformer", embedding_dim=16, heads=2, ff_dim=32, decoder_layers=2)
     (root / "transformer").mkdir()
-    config = {**config, "model": to_dict(cfg)}
-    save_model_dir(root / "transformer", build_model(cfg, VOCAB, VOCAB), config, root / "tok")
+    transformer = build_model(cfg, VOCAB, VOCAB)
+    config = {**config, "model": to_dict(cfg), "weights_layout": transformer.WEIGHTS_LAYOUT}
+    save_model_dir(root / "transformer", transformer, config, root / "tok")
     signature = {"bleu": "nrefs:1|tok:13a", "chrf": "nrefs:1|nc:6"}
     write_json(root / "metrics.json", {"bleu": 1.5, "chrf": 12.25, "signature": signature})
     shutil.copyfile(ROOT / "params.yaml", root / "params.yaml")
@@ -113,7 +114,6 @@ def test_bench_times_a_transformer_by_its_parts(pipeline):
     loss, each a function bench times and counts the FLOPs of (the step, the roof and
     translation are the same code for both)."""
     from nmtpipe.bench.cli import model_config, train_batches
-    from nmtpipe.bench.flops import forward_flops
     from nmtpipe.bench.timing import part_functions
     from nmtpipe.modeldir import load_model_dir
 
@@ -126,7 +126,7 @@ def test_bench_times_a_transformer_by_its_parts(pipeline):
     enc_out, enc_mask, _ = parts["encoder"](src)
     loss = float(parts["decoder"](tgt_in, tgt_out, enc_out, enc_mask))
     assert loss == pytest.approx(float(parts["forward"](src, tgt_in, tgt_out)), rel=0.2)
-    assert set(forward_flops(model, *src.shape, tgt_in.shape[1])) == {"encoder", "decoder"}
+    assert set(model.forward_flops(*src.shape, tgt_in.shape[1])) == {"encoder", "decoder"}
 
 
 def test_missing_metrics_are_reported_not_fatal(tmp_path, caplog):

@@ -35,7 +35,7 @@ def test_bleu_by_length_leaves_out_empty_buckets():
     assert list(table["bucket"]) == ["1–5"]
 
 
-def _data(attention=True) -> ReportData:
+def _data(attention=True, model=None) -> ReportData:
     pairs = sample_pairs(40)
     sources = [en for en, _ in pairs] + ["<script>alert(1)</script> & more"]
     refs = [[es] for _, es in pairs] + [["<b>no</b>"]]
@@ -54,7 +54,7 @@ def _data(attention=True) -> ReportData:
         },
         table=table,
         buckets=bleu_by_length(sources, hyps, refs, BUCKETS),
-        model_config={"src_lang": "en", "tgt_lang": "es", "model": {"attention": "luong"}},
+        model_config={"src_lang": "en", "tgt_lang": "es", "model": model or {"attention": "luong"}},
         params={"model": {"attention": "luong"}},
         attention=[Attention(["▁a", "b", "c", "</s>"], ["▁x", "y", "</s>"], weights)]
         if attention
@@ -75,7 +75,20 @@ def test_report_escapes_text_and_leaves_out_missing_records(tmp_path):
 def test_report_without_attention_says_so(tmp_path):
     path = tmp_path / "report.html"
     write_report(path, _data(attention=False))
-    assert "No attention weights (model.attention: luong)" in path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    assert "No attention weights: luong attention, general score." in text
+
+
+def test_attention_is_captioned_by_the_network_that_made_it(tmp_path):
+    """A Transformer's maps are its cross-attention, whatever the RNN-only model.attention
+    key says."""
+    path = tmp_path / "report.html"
+    write_report(path, _data(model={"arch": "transformer", "attention": "bahdanau"}))
+    text = path.read_text(encoding="utf-8")
+    assert "<p>cross-attention (last decoder layer, mean over heads) of the output" in text
+    assert "bahdanau" not in text.split("<h2>Attention</h2>")[1].split("</section>")[0]
+    write_report(path, _data())
+    assert "<p>luong attention, general score of the output" in path.read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

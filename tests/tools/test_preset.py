@@ -70,13 +70,14 @@ def test_preset_changes_only_lines_of_changed_values(params_file):
 
 def test_preset_adds_keys_missing_from_params(tmp_path, capsys):
     params_file = tmp_path / "params.yaml"
-    params_file.write_text("# mine\nmodel:\n  units: 128  # small\n")
+    params_file.write_text("# mine\nmodel:\n  embedding_dim: 128  # small\n")
     main(["tatoeba-es-en", "--params", str(params_file), "--presets", str(PRESETS)])
     text = params_file.read_text()
-    assert text.startswith("# mine\nmodel:\n  units: 256  # small\n")
+    assert text.startswith("# mine\nmodel:\n  embedding_dim: 256  # small\n")
     params = load_params(params_file)
-    assert (params.data.src_lang, params.train.batch_size) == ("es", 128)
-    assert "model.units: 128 -> 256" in capsys.readouterr().out
+    assert (params.data.src_lang, params.train.max_tokens) == ("es", 3072)
+    assert params.train.adam_epsilon == 1e-9  # written back as a float (1.0e-09)
+    assert "model.embedding_dim: 128 -> 256" in capsys.readouterr().out
 
 
 def test_preset_again_changes_nothing(params_file, capsys):
@@ -91,7 +92,7 @@ def test_preset_again_changes_nothing(params_file, capsys):
 @pytest.mark.slow
 def test_list_shows_presets_with_their_first_comment_line():
     presets = available(PRESETS)
-    assert set(presets) >= {"tatoeba-en-es", "tatoeba-es-en"}
+    assert set(presets) >= {"tatoeba-en-es", "tatoeba-es-en", "tatoeba-en-es-lstm"}
     assert presets["tatoeba-en-es"].startswith("Tatoeba English->Spanish")
     result = run_nmtpipe("preset", "--list", cwd=ROOT)
     assert result.returncode == 0

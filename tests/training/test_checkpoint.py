@@ -184,6 +184,26 @@ def test_checkpoint_round_trip_restores_model_optimizer_and_early_stopping(tmp_p
     assert list((tmp_path / "ckpt").iterdir()) == []
 
 
+def test_a_checkpoint_of_another_precision_is_not_resumed_and_says_so(tmp_path, caplog):
+    """train.precision auto resolves per machine: a run checkpointed in bfloat16 and
+    resumed where the CPU has none would silently continue in float32."""
+    early = keras.callbacks.EarlyStopping()
+    early.on_train_begin()
+    saved = TrainingState(tmp_path, "run", early, precision="mixed_bfloat16")
+    saved.set_model(tiny_model(1))
+    saved.on_epoch_end(0, {"loss": 2.5, "val_loss": 1.25})
+    elsewhere = TrainingState(tmp_path, "run", early, precision="float32")
+    with caplog.at_level(logging.INFO, logger="nmtpipe.training.checkpoint"):
+        assert elsewhere.resume(tiny_model(2), epochs=4) == 0
+    assert "epoch-0001 trained in mixed_bfloat16, this machine trains in float32" in caplog.text
+    same = TrainingState(tmp_path, "run", early, precision="float32")
+    same.set_model(tiny_model(1))
+    same.on_epoch_end(0, {"loss": 2.5, "val_loss": 1.25})
+    assert TrainingState(tmp_path, "run", early, precision="float32").resume(
+        tiny_model(2), epochs=4
+    ) == 1
+
+
 def test_checkpoint_restores_reduce_lr_on_plateau_counters(tmp_path):
     model = tiny_model(1)
     early = keras.callbacks.EarlyStopping()

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nmtpipe.bench.flops import GATES, train_step_flops
+from nmtpipe.bench.flops import train_step_flops
 from nmtpipe.config import PRECISIONS, ModelConfig, TrainConfig, load_params, parse_section
 from nmtpipe.errors import ConfigError, ModelError
 from nmtpipe.fileio import atomic_file, read_split, write_json
@@ -105,15 +105,18 @@ def run_bench(args, params) -> dict:
     trained = load_model_dir(args.model)  # a missing model fails before TensorFlow loads
     from nmtpipe.bench.roof import Roof
     from nmtpipe.bench.timing import part_figures, time_precisions, time_steps, training_model
+    from nmtpipe.training.precision import choose_precision
 
     host = machine()
     model_cfg, train_cfg = model_config(trained, args.model)
     if args.train_batch_size:  # what if: the same model trained with other batches
         train_cfg = dataclasses.replace(train_cfg, batch_size=args.train_batch_size)
     precision = args.precision or train_cfg.precision
+    if precision == "auto":  # what train.py would pick here; any other is measured as asked
+        precision = choose_precision(precision)
     model = training_model(trained, model_cfg, train_cfg, precision)
     log.info("measuring the matmul roof")
-    roof = Roof(train_cfg.batch_size, *roof_shape(model_cfg))
+    roof = Roof(train_cfg.batch_size, *model.step_matmul_shape)
     roof.measure()
     count = args.warmup_batches + args.train_batches
     batches = train_batches(trained, args.split, train_cfg, count)
@@ -127,7 +130,7 @@ def run_bench(args, params) -> dict:
     figures = {
         "machine": host,
         "model": {
-            **describe(args.model, trained, model_cfg, train_cfg, model),
+            **describe(args.model, trained, train_cfg, model),
             "precision": precision,
         },
         "roof": roof.figures(),
@@ -143,43 +146,16 @@ def run_bench(args, params) -> dict:
     return {name: figures[name] for name in SECTIONS}
 
 
-def roof_shape(cfg) -> tuple[int, int, int]:
-    """(input width, units, gate blocks) of the step matmul the roof also samples: the RNN
-    decoder's per-step matmul, or a Transformer's feed-forward input (width x 4 width)."""
-    if cfg.arch == "transformer":
-        return cfg.embedding_dim, cfg.embedding_dim, 2
-    return cfg.embedding_dim, cfg.units, GATES[cfg.cell]
-
-
-def describe(model_dir: Path, trained, model_cfg, train_cfg, model) -> dict:
+def describe(model_dir: Path, trained, train_cfg, model) -> dict:
     """What is being measured: the model directory, pair, architecture and batch size."""
-    if model_cfg.arch == "transformer":
-        architecture = (
-            f"transformer, {model_cfg.encoder_layers} encoder / {model_cfg.decoder_layers} "
-            f"decoder layers, width {model_cfg.embedding_dim}, {model_cfg.heads} heads, "
-            f"feed-forward {model_cfg.ff_dim}"
-        )
-    else:
-        architecture = rnn_architecture(model_cfg)
     return {
         "dir": str(model_dir),
         "pair": f"{trained.config.get('src_lang')}->{trained.config.get('tgt_lang')}",
-        "architecture": f"{architecture}, vocabularies "
+        "architecture": f"{model.architecture}, vocabularies "
         f"{model.src_vocab_size}/{model.tgt_vocab_size}",
         "parameters": int(model.count_params()),
         "train_batch_size": train_cfg.batch_size,
     }
-
-
-def rnn_architecture(model_cfg) -> str:
-    attention = model_cfg.attention + (
-        f" ({model_cfg.luong_score})" if model_cfg.attention == "luong" else ""
-    )
-    encoder = "bidirectional " if model_cfg.bidirectional else ""
-    return (
-        f"{encoder}{model_cfg.cell} encoder, units {model_cfg.units}, embeddings "
-        f"{model_cfg.embedding_dim}, attention {attention}"
-    )
 
 
 def train_figures(model, batches, seconds: list[float], roof_gflops: float) -> dict:
@@ -219,6 +195,7 @@ REASONS = {  # what each part does besides matmuls (the encoder's: RNN, else Tra
     "optimizer_and_overhead": "Adam's elementwise update of every weight, gradient clipping, "
     "and Keras' per-step work (loss and metric tracking)",
 }
+OTHER_REASON = "its elementwise work"  # a part another network names otherwise
 
 
 def explain(figures: dict) -> list[str]:
@@ -236,7 +213,7 @@ def explain(figures: dict) -> list[str]:
         if lost[name] > 0.05 * step_ms:
             lines.append(
                 f"{name} {lost[name]:.1f} ms ({100 * lost[name] / step_ms:.0f}% of the step): "
-                f"{REASONS[name]}"
+                f"{REASONS.get(name, OTHER_REASON)}"
             )
     step = figures["roof"]
     lines += [

@@ -12,9 +12,7 @@ import time
 
 import keras
 import tensorflow as tf
-from keras import ops
 
-from nmtpipe.bench.flops import forward_flops
 from nmtpipe.config import PRECISIONS
 from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import masked_loss
@@ -24,7 +22,6 @@ from nmtpipe.training.precision import cpu_flags, dtype_policy, supported_precis
 from nmtpipe.training.train import compile_model, set_determinism
 
 log = logging.getLogger(__name__)
-FORWARD_PARTS = ("encoder", "decoder_rnn", "attention", "output", "decoder")
 
 
 def training_model(trained, model_cfg, train_cfg, precision: str = "float32") -> keras.Model:
@@ -63,56 +60,17 @@ def _whole_step(model) -> dict:
     }
 
 
-def _transformer_parts(model) -> dict:
-    """The Transformer's encoder, and its decoder with the output projection and loss."""
-    ids = tf.TensorSpec([None, None], tf.int32)
-    width = model.cfg.embedding_dim
-
-    def decoder(tgt_in, tgt_out, enc_out, enc_mask):
-        empty = [tf.zeros([tf.shape(tgt_in)[0], 0, width], model.compute_dtype)] * model.n_states
-        logits, _, _ = model.decode(tgt_in, enc_out, enc_mask, empty, training=True)
-        return masked_loss(tgt_out, logits)
-
-    seq = tf.TensorSpec([None, None, width], model.compute_dtype)
-    return {
-        "encoder": _fn(lambda src: model.encode(src, training=True), ids),
-        "decoder": _fn(decoder, ids, ids, seq, tf.TensorSpec([None, None], tf.bool)),
-        **_whole_step(model),
-    }
-
-
 def part_functions(model) -> dict:
-    """tf.functions of each part of the training forward pass (dropout on), of the whole
-    forward pass, and of forward + backward (gradients of every trainable weight)."""
-    if model.cfg.arch == "transformer":
-        return _transformer_parts(model)
-    ids = tf.TensorSpec([None, None], tf.int32)
-    seq = tf.TensorSpec([None, None, model.cfg.units], model.compute_dtype)
-    states = [tf.TensorSpec([None, model.cfg.units], model.compute_dtype)] * model.n_states
-    mask = tf.TensorSpec([None, None], tf.bool)
-
-    def decoder_rnn(tgt_in, states):
-        x = model.dropout(model.tgt_embedding(tgt_in), training=True)
-        return model.decoder_rnn(x, initial_state=states, training=True)[0]
-
-    def attention(dec_out, enc_out, enc_mask):
-        context, _ = model.attention(dec_out, enc_out, enc_mask)
-        return model.combine(ops.concatenate([dec_out, context], axis=-1))
-
-    def output(dec_out, tgt_out):
-        return masked_loss(tgt_out, model.output_proj(model.dropout(dec_out, training=True)))
-
-    return {
-        "encoder": _fn(lambda src: model.encode(src, training=True), ids),
-        "decoder_rnn": _fn(decoder_rnn, ids, states),
-        "attention": _fn(attention, seq, seq, mask) if model.attention is not None else None,
-        "output": _fn(output, seq, ids),
-        **_whole_step(model),
-    }
+    """tf.functions of each part of the training forward pass that the model declares
+    (`step_parts`, dropout on), of the whole forward pass, and of forward + backward
+    (gradients of every trainable weight)."""
+    parts = {name: _fn(function, *spec) for name, (function, spec) in model.step_parts().items()}
+    return {**parts, **_whole_step(model)}
 
 
-def _run_parts(parts: dict, batch) -> dict[str, float]:
-    """Run every part on one batch; return each part's wall time."""
+def _run_parts(model, parts: dict, batch) -> dict[str, float]:
+    """Run every part on one batch, in the model's order (`run_step_parts`); return each
+    part's wall time."""
     (src, tgt_in), tgt_out = batch
     seconds = {}
 
@@ -122,14 +80,7 @@ def _run_parts(parts: dict, batch) -> dict[str, float]:
         seconds[name] = time.perf_counter() - started
         return result
 
-    enc_out, enc_mask, states = run("encoder", src)
-    if "decoder" in parts:  # Transformer
-        run("decoder", tgt_in, tgt_out, enc_out, enc_mask)
-    else:
-        dec_out = run("decoder_rnn", tgt_in, states)
-        if parts["attention"] is not None:
-            dec_out = run("attention", dec_out, enc_out, enc_mask)
-        run("output", dec_out, tgt_out)
+    model.run_step_parts(run, src, tgt_in, tgt_out)
     run("forward", src, tgt_in, tgt_out)
     run("forward_backward", src, tgt_in, tgt_out)
     return seconds
@@ -145,7 +96,7 @@ def _step(model, batch) -> float:
 
 def _run_step(model, parts: dict, batch) -> dict[str, float]:
     """One training step, then every part on the same batch; the wall time of each."""
-    return {"step": _step(model, batch), **_run_parts(parts, batch)}
+    return {"step": _step(model, batch), **_run_parts(model, parts, batch)}
 
 
 def time_precisions(trained, model_cfg, train_cfg, skip: str, warmup, measured) -> dict:
@@ -154,7 +105,7 @@ def time_precisions(trained, model_cfg, train_cfg, skip: str, warmup, measured) 
     others, why not (what train.precision would fall back from)."""
     gpus = len(tf.config.list_physical_devices("GPU"))
     figures = {}
-    for precision in (p for p in PRECISIONS if p != skip):
+    for precision in (p for p in PRECISIONS if p not in (skip, "auto")):  # auto: a choice
         _, why = supported_precision(precision, cpu_flags(), gpus)
         if why:
             figures[f"{precision}_step_ms"] = f"not measured: {why}"
@@ -201,11 +152,11 @@ def part_figures(model, batches: list, seconds: dict[str, list[float]]) -> dict:
     backward pass (forward + backward minus forward) and of the optimizer update with the
     step's other work (the step minus forward + backward)."""
     total = {name: sum(values) for name, values in seconds.items()}
-    flops = {name: 0 for name in FORWARD_PARTS}
+    flops = {}  # per part, in the model's order (a part it does not time has no row)
     for (src, tgt_in), _ in batches:
-        for name, value in forward_flops(model, *src.shape, tgt_in.shape[1]).items():
-            flops[name] += value
-    rows = {name: (total[name], flops[name]) for name in FORWARD_PARTS if name in total}
+        for name, value in model.forward_flops(*src.shape, tgt_in.shape[1]).items():
+            flops[name] = flops.get(name, 0) + value
+    rows = {name: (total[name], flops[name]) for name in flops if name in total}
     backward = max(total["forward_backward"] - total["forward"], 0.0)
     rows["backward"] = (backward, 2 * sum(flops.values()))
     rows["optimizer_and_overhead"] = (max(total["step"] - total["forward_backward"], 0.0), 0)

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nmtpipe.config.train import (  # noqa: F401  (nmtpipe.config's API)
-    FREEZE_LAYERS,
     FREEZE_PARTS,
-    FREEZE_STACKED,
     LR_SCHEDULES,
     PRECISIONS,
     PRETRAINED_VECTORS,
@@ -167,10 +165,15 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """The export stage: the SavedModel for serving (greedy search inside the graph)."""
+    """The export stage: the SavedModel for serving and the Transformer's CTranslate2 model."""
 
     max_len_ratio: float = param(
         2.0, "decode at most max_len_ratio * source pieces + 10 target pieces", min=0.1
+    )
+    quantization: str = param(
+        "int8",
+        "weights of the CTranslate2 model (arch=transformer; CTranslate2 has no RNN)",
+        choices=("int8", "int8_float32", "int16", "float32"),
     )
 
 

@@ -7,21 +7,9 @@ from dataclasses import dataclass
 from nmtpipe.errors import ConfigError
 from nmtpipe.typedconfig import param, to_dict
 
-# train.freeze: the layers of each part. Seq2Seq: the encoder is "encoder" when
-# bidirectional, "encoder_rnn" otherwise; "attention" exists unless attention=none,
-# "tie_projection" with tie_embeddings when units != embedding_dim. Transformer:
-# "encoder"/"decoder" layers, then "encoder_norm"/"decoder_norm". Stacked layers 2..N
-# carry a suffix: encoder_2, decoder_rnn_3 (FREEZE_STACKED).
-FREEZE_LAYERS = {
-    "embeddings": ("src_embedding", "tgt_embedding"),
-    "encoder": ("encoder", "encoder_rnn", "encoder_norm"),
-    "decoder": (
-        *("decoder", "decoder_rnn", "decoder_norm", "attention", "attention_combine"),
-        *("tie_projection", "output_proj"),
-    ),
-}
-FREEZE_STACKED = ("encoder", "encoder_rnn", "decoder", "decoder_rnn")
-FREEZE_PARTS = tuple(FREEZE_LAYERS)
+# train.freeze: the parts a network can freeze. Their layers are the network's own fact
+# (`freeze_layers` of each class in nmtpipe.model).
+FREEZE_PARTS = ("embeddings", "encoder", "decoder")
 PRETRAINED_VECTORS = ("src_embeddings", "tgt_embeddings")  # model.* keys read by training only
 LR_SCHEDULES = ("constant", "warmup_inverse_sqrt", "warmup_cosine", "plateau")
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")  # tf.distribute strategies

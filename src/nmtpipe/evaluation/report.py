@@ -22,6 +22,7 @@ import yaml
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nmtpipe.config import ModelConfig, parse_section  # noqa: E402
 from nmtpipe.evaluation.scoring import REF_SEPARATOR  # noqa: E402
 
 REPORT_EXAMPLES = 8
@@ -67,7 +68,7 @@ def write_report(path: Path, data: ReportData) -> None:
         _data_section(data.manifest, data.clean, data.split_sizes),
         _training_section(data.train_summary, data.curves_dir),
         _buckets_section(data.buckets),
-        _attention_section(data.attention, cfg["model"]["attention"]),
+        _attention_section(data.attention, attention_caption(cfg["model"])),
         _examples_section(data.table),
         html_section(
             "Params", f"<pre>{escape(yaml.safe_dump(data.params, sort_keys=False))}</pre>"
@@ -201,9 +202,18 @@ def _buckets_section(buckets: pd.DataFrame) -> str:
     return html_section("BLEU by source length", table + _img(fig, "BLEU by source length"))
 
 
-def _attention_section(examples: list[Attention], kind: str) -> str:
+def attention_caption(model_section: dict) -> str:
+    """What the attention maps show, as the network of the saved model section describes
+    its attention (`attention_caption` of its class)."""
+    from nmtpipe.model.build import NETWORKS  # Keras loads only when a report is written
+
+    cfg = parse_section(ModelConfig, model_section, "model")
+    return NETWORKS[cfg.arch].attention_caption(cfg)
+
+
+def _attention_section(examples: list[Attention], caption: str) -> str:
     if not examples:
-        return html_section("Attention", f"<p>No attention weights (model.attention: {kind}).</p>")
+        return html_section("Attention", f"<p>No attention weights: {escape(caption)}.</p>")
     figures = []
     for example in examples:
         rows, cols = len(example.tgt_pieces), len(example.src_pieces)
@@ -213,7 +223,7 @@ def _attention_section(examples: list[Attention], kind: str) -> str:
         ax.set_yticks(range(rows), example.tgt_pieces, fontsize=8)
         ax.set(xlabel="source pieces", ylabel="output pieces")
         figures.append(f"<figure>{_img(fig, 'attention weights')}</figure>")
-    intro = f"<p>{kind} attention of the output pieces (rows) over the source pieces.</p>"
+    intro = f"<p>{escape(caption)} of the output pieces (rows) over the source pieces.</p>"
     return html_section("Attention", intro + "".join(figures))
 
 

@@ -39,6 +39,12 @@ class TiedOutput(keras.layers.Layer):
         return {**super().get_config(), "vocab_size": self.vocab_size}
 
 
+def layer_names(layers) -> list[str]:
+    """The names of `layers` in order, each once, leaving out None (a layer the config
+    leaves out; a shared embedding listed under both sides)."""
+    return list(dict.fromkeys(layer.name for layer in layers if layer is not None))
+
+
 class EncoderDecoder(keras.Model):
     """Base of the encoder-decoders: `encode` once, then `decode` with carried states.
 
@@ -47,6 +53,13 @@ class EncoderDecoder(keras.Model):
     training, enc_keys) -> (logits, states, attention weights or None)`; the searches
     (`nmtpipe.search`) and teacher forcing (`call`) use nothing else. Training uses the
     model's own loss (`compute_loss`): compile it with an optimizer and label smoothing.
+
+    Each network also declares the facts other packages ask of it, so that none of
+    them branches on `model.arch`: its freezable layers and vocabulary-sized weights
+    (`freeze_layers`, `vocab_axes`: training.transfer), its matmul FLOPs and timed
+    parts (`forward_flops`, `step_parts`, `run_step_parts`, `step_matmul_shape`,
+    `architecture`: bench), what its attention weights are (`attention_caption`: the
+    report). Adding an architecture touches only `nmtpipe.model` and the config.
 
     Args:
         src_vocab_size, tgt_vocab_size: sizes of the SentencePiece vocabularies.
@@ -103,6 +116,62 @@ class EncoderDecoder(keras.Model):
     def attends(self) -> bool:
         """Whether `decode` returns attention weights over the source."""
         return True
+
+    # --- facts of the network, declared by each subclass --------------------------------
+
+    def freeze_layers(self, part: str) -> list[str]:
+        """Names of the layers of train.freeze part `part` (one of config.FREEZE_PARTS:
+        embeddings, encoder, decoder) in this model as built, stacked layers included."""
+        raise NotImplementedError
+
+    @property
+    def vocab_axes(self) -> dict[str, tuple[str, int]]:
+        """The layers whose weights hold one slice per vocabulary piece, which
+        train.init_from maps between vocabularies by piece string: layer name -> (side
+        "src" or "tgt", the axis of each of its weights that indexes the pieces).
+
+        Here the embeddings (one row per piece; with share_embeddings one layer,
+        src_embedding); a subclass adds its output layer.
+        """
+        axes = {"src_embedding": ("src", 0)}
+        if not self.cfg.share_embeddings:
+            axes["tgt_embedding"] = ("tgt", 0)
+        return axes
+
+    def forward_flops(self, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
+        """Matmul FLOPs of the training forward pass per part, for one batch of `batch`
+        sentences padded to src_len / tgt_len positions (a multiply-add is 2 FLOPs).
+        The parts that `step_parts` times carry the same names."""
+        raise NotImplementedError
+
+    def step_parts(self) -> dict[str, tuple]:
+        """The parts of the training forward pass (dropout on) that `nmtpipe bench` times
+        one by one: name -> (function, its input signature as a list of
+        tf.TensorSpec); `run_step_parts` calls them in order."""
+        raise NotImplementedError
+
+    def run_step_parts(self, run, src, tgt_in, tgt_out) -> None:
+        """One forward pass through the parts of `step_parts`, each called as
+        `run(name, *args)`, which returns the part's result (bench times each call)."""
+        raise NotImplementedError
+
+    @property
+    def step_matmul_shape(self) -> tuple[int, int, int]:
+        """(input width, units, gate blocks) of the matmul this network's step is made of,
+        which bench times in a sequential loop beside the machine's roof: batch x input
+        by input x gates*units plus batch x units by units x gates*units."""
+        raise NotImplementedError
+
+    @property
+    def architecture(self) -> str:
+        """A one-line description of the network for bench's figures."""
+        raise NotImplementedError
+
+    @classmethod
+    def attention_caption(cls, cfg: ModelConfig) -> str:
+        """What the attention weights `decode` returns are, for the report's heat maps
+        (a class method: the report has the saved config, not the model)."""
+        raise NotImplementedError
 
     def call(self, inputs, training=False):
         """Teacher forcing: inputs = (src, tgt_in) -> logits batch x tgt_len x vocab."""

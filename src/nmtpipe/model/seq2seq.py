@@ -19,20 +19,28 @@ layer: `n_states` tensors of batch x units (h, c per layer for LSTM; h for GRU).
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from nmtpipe.config import ModelConfig
 from nmtpipe.model.attention import Attention
 from nmtpipe.model.ids import PAD_ID
-from nmtpipe.model.layers import EncoderDecoder, TiedOutput
+from nmtpipe.model.layers import EncoderDecoder, TiedOutput, layer_names
+from nmtpipe.model.losses import masked_loss
 from nmtpipe.model.recurrent import GRU, LSTM
 
 CELLS = {"lstm": LSTM, "gru": GRU}  # keras' layers with a faster CPU loop
+GATES = {"lstm": 4, "gru": 3}  # gate blocks per cell: the width of its matmuls, in units
 
 
 def _nth(name: str, i: int) -> str:
     """Layer name of stack layer i (from 1): the first keeps the plain name."""
     return name if i == 1 else f"{name}_{i}"
+
+
+def rnn_flops(batch: int, steps: int, in_dim: int, units: int, cell: str) -> int:
+    """One recurrent layer (one direction): input and recurrent matmul at every step."""
+    return steps * 2 * batch * GATES[cell] * units * (in_dim + units)
 
 
 @keras.saving.register_keras_serializable(package="nmtpipe")
@@ -149,6 +157,15 @@ class Seq2Seq(EncoderDecoder):
         Returns logits (batch x tgt_len x vocab), the new states (flat), and the
         attention weights (batch x tgt_len x src_len, None without attention).
         """
+        x, new_states = self._decoder_rnns(tgt_in, states, training)
+        weights = None
+        if self.attention is not None:
+            x, weights = self._attend(x, enc_out, enc_mask, enc_keys)
+        return self._logits(x, training), new_states, weights
+
+    def _decoder_rnns(self, tgt_in, states, training):
+        """The decoder stack over tgt_in from `states`: its output (batch x tgt_len x
+        units) and the new states (flat)."""
         # No mask here: padding only follows the last real token, where neither the
         # loss nor inference reads the output, and masks would leak into the logits.
         x = self.dropout(self.tgt_embedding(tgt_in), training=training)
@@ -158,11 +175,13 @@ class Seq2Seq(EncoderDecoder):
                 i, rnn, x, training, initial_state=list(states[i * k : (i + 1) * k])
             )
             new_states += layer_states
-        weights = None
-        if self.attention is not None:
-            context, weights = self.attention(x, enc_out, enc_mask, enc_keys)
-            x = self.combine(ops.concatenate([x, context], axis=-1))
-        return self._logits(x, training), new_states, weights
+        return x, new_states
+
+    def _attend(self, x, enc_out, enc_mask, enc_keys=None):
+        """Attention over enc_out, combined with x: the attentional state (batch x tgt_len
+        x units) and the weights (batch x tgt_len x src_len)."""
+        context, weights = self.attention(x, enc_out, enc_mask, enc_keys)
+        return self.combine(ops.concatenate([x, context], axis=-1)), weights
 
     def _logits(self, x, training):
         """Attentional state batch x tgt_len x units -> logits batch x tgt_len x vocab."""
@@ -172,3 +191,122 @@ class Seq2Seq(EncoderDecoder):
         if self.tie_projection is not None:
             x = self.tie_projection(x)  # batch x tgt_len x embedding_dim
         return self.output_proj(x, self.tgt_embedding.embeddings)
+
+    # --- facts of the network (see EncoderDecoder) ----------------------------------------
+
+    def freeze_layers(self, part: str) -> list[str]:
+        """Names of the layers of train.freeze part `part`: embeddings (src_embedding,
+        tgt_embedding), encoder ("encoder[_i]" bidirectional, else "encoder_rnn[_i]"),
+        decoder ("decoder_rnn[_i]", attention and attention_combine unless
+        attention=none, tie_projection if any, output_proj)."""
+        decoder = [self.decoder_rnn, *self.decoder_stack, self.attention, self.combine]
+        return layer_names(
+            {
+                "embeddings": [self.src_embedding, self.tgt_embedding],
+                "encoder": [self.encoder_rnn, *self.encoder_stack],
+                "decoder": [*decoder, self.tie_projection, self.output_proj],
+            }[part]
+        )
+
+    @property
+    def vocab_axes(self) -> dict[str, tuple[str, int]]:
+        """The embeddings' rows, and the last axis of output_proj (kernel columns and bias
+        of a Dense; the bias of a TiedOutput, whose kernel is tgt_embedding)."""
+        return {**super().vocab_axes, "output_proj": ("tgt", -1)}
+
+    def forward_flops(self, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
+        """Matmul FLOPs per part for B sentences padded to S source and T target positions,
+        with embedding size E, decoder units U, target vocabulary V and g gate blocks per
+        cell (LSTM 4, GRU 3); i is a layer's input width, E for layer 1, U above:
+
+            encoder      d * S * 2B * g*h * (i + h) per layer  d=2, h=U/2 bidirectional;
+                                                               d=1, h=U not
+            decoder_rnn  T * 2B * g*U * (i + U) per layer       input and recurrent matmul
+            attention    bahdanau: 2B*T*U*U (query) + 2B*S*U*U (keys) + 2B*T*S*U (scores)
+                         luong general: 2B*S*U*U (keys) + 2B*T*S*U;  dot: 2B*T*S*U
+                         every kind: + 2B*T*S*U (context) + 2B*T * 2U * U (combine)
+            output       2B*T * U * V  (tie_projection first: 2B*T*U*E + 2B*T*E*V)
+        """
+        cfg, b, s, t = self.cfg, batch, src_len, tgt_len
+        emb, units = cfg.embedding_dim, cfg.units
+        directions, enc_units = (2, units // 2) if cfg.bidirectional else (1, units)
+        encoder = sum(
+            directions * rnn_flops(b, s, emb if i == 0 else units, enc_units, cfg.cell)
+            for i in range(cfg.encoder_layers)
+        )
+        decoder = sum(
+            rnn_flops(b, t, emb if i == 0 else units, units, cfg.cell)
+            for i in range(cfg.decoder_layers)
+        )
+        output = 2 * b * t * units * self.tgt_vocab_size
+        if self.tie_projection is not None:
+            output = 2 * b * t * emb * (units + self.tgt_vocab_size)
+        return {
+            "encoder": encoder,
+            "decoder_rnn": decoder,
+            "attention": self._attention_flops(b, s, t),
+            "output": output,
+        }
+
+    def _attention_flops(self, b: int, s: int, t: int) -> int:
+        """The attention part of forward_flops (0 without attention)."""
+        cfg, units = self.cfg, self.cfg.units
+        if cfg.attention == "none":
+            return 0
+        if cfg.attention == "bahdanau":
+            projections = 2 * b * (t + s) * units * units
+        else:
+            projections = 2 * b * s * units * units if cfg.luong_score == "general" else 0
+        scores_and_context = 2 * (2 * b * t * s * units)
+        return projections + scores_and_context + 2 * b * t * 2 * units * units
+
+    def step_parts(self) -> dict[str, tuple]:
+        """encoder (the encoder stack), decoder_rnn (target embeddings and the decoder
+        stack), attention (unless attention=none: scores, context and combine), output
+        (the output projection and the loss)."""
+        ids, mask = tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.bool)
+        seq = tf.TensorSpec([None, None, self.cfg.units], self.compute_dtype)
+        states = [tf.TensorSpec([None, self.cfg.units], self.compute_dtype)] * self.n_states
+        parts = {
+            "encoder": (lambda src: self.encode(src, training=True), [ids]),
+            "decoder_rnn": (
+                lambda tgt_in, s: self._decoder_rnns(tgt_in, s, True)[0],
+                [ids, states],
+            ),
+            "attention": (lambda x, enc, m: self._attend(x, enc, m)[0], [seq, seq, mask]),
+            "output": (lambda x, tgt_out: masked_loss(tgt_out, self._logits(x, True)), [seq, ids]),
+        }
+        if self.attention is None:
+            del parts["attention"]
+        return parts
+
+    def run_step_parts(self, run, src, tgt_in, tgt_out) -> None:
+        enc_out, enc_mask, states = run("encoder", src)
+        dec_out = run("decoder_rnn", tgt_in, states)
+        if self.attention is not None:
+            dec_out = run("attention", dec_out, enc_out, enc_mask)
+        run("output", dec_out, tgt_out)
+
+    @property
+    def step_matmul_shape(self) -> tuple[int, int, int]:
+        """The first decoder layer's per-step input and recurrent matmuls."""
+        return self.cfg.embedding_dim, self.cfg.units, GATES[self.cfg.cell]
+
+    @property
+    def architecture(self) -> str:
+        cfg = self.cfg
+        score = f" ({cfg.luong_score})" if cfg.attention == "luong" else ""
+        encoder = "bidirectional " if cfg.bidirectional else ""
+        return (
+            f"{encoder}{cfg.cell} encoder, units {cfg.units}, embeddings "
+            f"{cfg.embedding_dim}, attention {cfg.attention}{score}"
+        )
+
+    @classmethod
+    def attention_caption(cls, cfg: ModelConfig) -> str:
+        """The attention's kind: "bahdanau attention", "luong attention, general score"..."""
+        if cfg.attention == "none":
+            return "no attention (model.attention: none)"
+        if cfg.attention == "luong":
+            return f"luong attention, {cfg.luong_score} score"
+        return "bahdanau attention"

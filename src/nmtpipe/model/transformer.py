@@ -20,11 +20,13 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from nmtpipe.config import ModelConfig
 from nmtpipe.model.ids import PAD_ID
-from nmtpipe.model.layers import EncoderDecoder, TiedOutput
+from nmtpipe.model.layers import EncoderDecoder, TiedOutput, layer_names
+from nmtpipe.model.losses import masked_loss
 
 
 def positions(start, length, width: int):
@@ -303,3 +305,88 @@ class Transformer(EncoderDecoder):
         if self.cfg.tie_embeddings:
             return self.output_proj(x, self.tgt_embedding.embeddings), new_states, weights
         return self.output_proj(x), new_states, weights
+
+    # --- facts of the network (see EncoderDecoder) ----------------------------------------
+
+    def freeze_layers(self, part: str) -> list[str]:
+        """Names of the layers of train.freeze part `part`: embeddings (src_embedding,
+        tgt_embedding), encoder ("encoder[_i]", encoder_norm), decoder ("decoder[_i]",
+        decoder_norm, output_proj)."""
+        return layer_names(
+            {
+                "embeddings": [self.src_embedding, self.tgt_embedding],
+                "encoder": [*self.encoder_stack, self.encoder_norm],
+                "decoder": [*self.decoder_stack, self.decoder_norm, self.output_proj],
+            }[part]
+        )
+
+    @property
+    def vocab_axes(self) -> dict[str, tuple[str, int]]:
+        """The embeddings' rows, and the last axis of output_proj (kernel columns and bias
+        of a Dense; the bias of a TiedOutput, whose kernel is tgt_embedding)."""
+        return {**super().vocab_axes, "output_proj": ("tgt", -1)}
+
+    def forward_flops(self, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
+        """Matmul FLOPs per part for B sentences padded to S source and T target positions,
+        with width w, feed-forward f, target vocabulary V (fusing the q, k, v projections
+        into one Dense changes no multiply-add):
+
+            encoder layer  4 * 2B*S*w*w (q, k, v, out) + 2 * 2B*S*S*w (scores, context)
+                           + 2 * 2B*S*w*f
+            decoder layer  the same over T for self-attention and feed-forward, plus
+                           cross-attention: 2 * 2B*T*w*w (q, out) + 2 * 2B*S*w*w (k, v)
+                           + 2 * 2B*T*S*w
+            output         2B*T * w * V (in "decoder", timed with the output and loss)
+        """
+        cfg, b, s, t = self.cfg, batch, src_len, tgt_len
+        w, f = cfg.embedding_dim, cfg.ff_dim
+
+        def self_and_ff(n: int) -> int:
+            return 4 * 2 * b * n * w * w + 2 * 2 * b * n * n * w + 2 * 2 * b * n * w * f
+
+        cross = 2 * 2 * b * t * w * w + 2 * 2 * b * s * w * w + 2 * 2 * b * t * s * w
+        return {
+            "encoder": cfg.encoder_layers * self_and_ff(s),
+            "decoder": cfg.decoder_layers * (self_and_ff(t) + cross)
+            + 2 * b * t * w * self.tgt_vocab_size,
+        }
+
+    def step_parts(self) -> dict[str, tuple]:
+        """encoder (embeddings and the encoder stack), decoder (embeddings, the decoder
+        stack, the output projection and the loss)."""
+        ids, mask = tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.bool)
+        seq = tf.TensorSpec([None, None, self.cfg.embedding_dim], self.compute_dtype)
+        return {
+            "encoder": (lambda src: self.encode(src, training=True), [ids]),
+            "decoder": (self._decoder_loss, [ids, ids, seq, mask]),
+        }
+
+    def _decoder_loss(self, tgt_in, tgt_out, enc_out, enc_mask):
+        """The training loss of the decoder over tgt_in (no cached pieces)."""
+        width = self.cfg.embedding_dim
+        empty = [ops.zeros((ops.shape(tgt_in)[0], 0, width), self.compute_dtype)] * self.n_states
+        logits, _, _ = self.decode(tgt_in, enc_out, enc_mask, empty, training=True)
+        return masked_loss(tgt_out, logits)
+
+    def run_step_parts(self, run, src, tgt_in, tgt_out) -> None:
+        enc_out, enc_mask, _ = run("encoder", src)
+        run("decoder", tgt_in, tgt_out, enc_out, enc_mask)
+
+    @property
+    def step_matmul_shape(self) -> tuple[int, int, int]:
+        """The feed-forward input's matmul at ff_dim = 4 width: batch x width by width x
+        4 width, as two of width x 2 width."""
+        return self.cfg.embedding_dim, self.cfg.embedding_dim, 2
+
+    @property
+    def architecture(self) -> str:
+        cfg = self.cfg
+        return (
+            f"transformer, {cfg.encoder_layers} encoder / {cfg.decoder_layers} decoder layers, "
+            f"width {cfg.embedding_dim}, {cfg.heads} heads, feed-forward {cfg.ff_dim}"
+        )
+
+    @classmethod
+    def attention_caption(cls, cfg: ModelConfig) -> str:
+        """What `decode` returns: the last decoder layer's cross-attention, mean over heads."""
+        return "cross-attention (last decoder layer, mean over heads)"

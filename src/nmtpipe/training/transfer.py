@@ -3,15 +3,16 @@
 `prepare_model` applies, to a freshly built model and before it is compiled:
 
 1. ``train.init_from``: every layer of an earlier model directory is copied by
-   layer name. Vocabulary-sized weights (both embeddings, the output projection)
-   are mapped by SentencePiece piece string, so the tokenizers may differ: pieces
-   in both vocabularies keep their trained rows, new pieces their fresh
-   initialisation. Every other weight must have the same shape. A model with
-   ``model.share_embeddings`` has no tgt_embedding layer (src_embedding is both), so
-   it starts only from another shared model.
+   layer name. Vocabulary-sized weights (the network's `vocab_axes`: both
+   embeddings, the output projection) are mapped by SentencePiece piece string, so
+   the tokenizers may differ: pieces in both vocabularies keep their trained rows,
+   new pieces their fresh initialisation. Every other weight must have the same
+   shape. A model with ``model.share_embeddings`` has no tgt_embedding layer
+   (src_embedding is both), so it starts only from another shared model.
 2. ``model.src_embeddings`` / ``model.tgt_embeddings``: word2vec text vectors
    overwrite the embedding rows of the pieces they list (so they win over init_from).
-3. ``train.freeze``: the named parts stop training.
+3. ``train.freeze``: the named parts stop training (the layers each network declares
+   in `freeze_layers`).
 
 DVC sees these params as strings only, so the sha256 of every file read goes
 into the record that train.py stores in config.json.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nmtpipe.config import FREEZE_LAYERS, FREEZE_STACKED, DataConfig, Params
+from nmtpipe.config import DataConfig, Params
 from nmtpipe.errors import ConfigError, DataError, ModelError, first_line
 from nmtpipe.fileio import sha256_file
 from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
@@ -34,15 +35,12 @@ from nmtpipe.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
-# Vocabulary-sized layers: which vocabulary, and the axis of their weights it indexes.
-VOCAB_AXES = {"src_embedding": ("src", 0), "tgt_embedding": ("tgt", 0), "output_proj": ("tgt", -1)}
-
 
 def prepare_model(model, params: Params, tok_dir: Path) -> dict:
     """Apply train.init_from, model.*_embeddings and train.freeze to a built model.
 
     Args:
-        model: a built, not yet compiled Seq2Seq.
+        model: a built, not yet compiled EncoderDecoder.
         params: all params (data for the language pair, model, train).
         tok_dir: directory of the tokenizers the model is trained with.
 
@@ -50,10 +48,10 @@ def prepare_model(model, params: Params, tok_dir: Path) -> dict:
         The record for config.json: each file read, with its sha256.
     """
     sp = {side: load_tokenizer(tokenizer_file(tok_dir, side)) for side in SIDES}
-    record, loaded = {}, {name: set() for name in VOCAB_AXES}
+    record, loaded = {}, {name: set() for name in model.vocab_axes}  # rows given, per layer
     if params.train.init_from:
         record["init_from"], maps = init_from(model, Path(params.train.init_from), sp, params.data)
-        for name, (side, _) in VOCAB_AXES.items():
+        for name, (side, _) in model.vocab_axes.items():
             loaded[name].update(maps[side][0].tolist())
     for side in SIDES:
         path = getattr(params.model, f"{side}_embeddings")
@@ -61,7 +59,7 @@ def prepare_model(model, params: Params, tok_dir: Path) -> dict:
             record[f"{side}_embeddings"], ids = load_embeddings(
                 model, side, Path(path), sp[side], params.model.embedding_dim
             )
-            loaded[f"{side}_embedding"].update(ids)
+            loaded[getattr(model, f"{side}_embedding").name].update(ids)
     freeze(model, params.train.freeze)
     _warn_untrained(model, params.train.freeze, loaded, bool(params.train.init_from))
     return record
@@ -136,8 +134,9 @@ def copy_weights(model, old_model, maps: dict, source: str) -> None:
             "(model.bidirectional, attention, encoder_layers, decoder_layers, "
             "tie_embeddings and share_embeddings must match the earlier model)"
         )
+    vocab_axes = model.vocab_axes
     for name, layer in new_layers.items():
-        side, axis = VOCAB_AXES.get(name, (None, None))
+        side, axis = vocab_axes.get(name, (None, None))
         _copy_layer(layer, old_layers[name], axis, maps.get(side), source)
 
 
@@ -276,15 +275,9 @@ def _vector_line(path: Path, lineno: int, raw: bytes, dim: int) -> tuple[str, np
 # --- train.freeze ---------------------------------------------------------------------------
 
 
-def _base_name(name: str) -> str:
-    """A stacked layer's name without its depth suffix (decoder_rnn_2 -> decoder_rnn)."""
-    stem, _, depth = name.rpartition("_")
-    return stem if depth.isdigit() and stem in FREEZE_STACKED else name
-
-
 def part_layers(model, part: str) -> list:
-    """The layers of a train.freeze part that `model` has (every layer of a stack)."""
-    return [layer for layer in model.layers if _base_name(layer.name) in FREEZE_LAYERS[part]]
+    """The layers of a train.freeze part, as the network declares them (freeze_layers)."""
+    return [model.get_layer(name) for name in model.freeze_layers(part)]
 
 
 def freeze(model, parts: tuple[str, ...]) -> None:
@@ -303,10 +296,11 @@ def freeze(model, parts: tuple[str, ...]) -> None:
 
 def _warn_untrained(model, parts, loaded: dict[str, set], from_model: bool) -> None:
     """Warn about frozen weights that no earlier model or vectors provided: they stay random."""
+    vocab_axes = model.vocab_axes
     for layer in (layer for part in parts for layer in part_layers(model, part)):
         name = layer.name
-        if name in VOCAB_AXES:
-            rows = layer.weights[0].shape[VOCAB_AXES[name][1]]
+        if name in vocab_axes:
+            rows = layer.weights[0].shape[vocab_axes[name][1]]
             if rows > len(loaded[name]):
                 log.warning(
                     "train.freeze: %d of %d rows of %s stay random (pieces that neither "
