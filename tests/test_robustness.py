@@ -466,7 +466,11 @@ def test_robustness_translate_a_transformer_of_the_unfused_layout(model_dir, tmp
     (old / "config.json").write_text(json.dumps({**config, "model": {"arch": "transformer"}}))
     result = translate(old, b"Hello.\n")
     assert result.returncode == 1 and result.stdout == b""
-    assert result.stderr.decode().splitlines()[-1].endswith(
-        "saved in weight layout 1, this nmtpipe reads layout 2 for model.arch transformer: "
-        "retrain it (dvc repro)"
+    assert (
+        result.stderr.decode()
+        .splitlines()[-1]
+        .endswith(
+            "saved in weight layout 1, this nmtpipe reads layout 2 for model.arch transformer: "
+            "retrain it (dvc repro)"
+        )
     )

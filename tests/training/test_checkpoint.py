@@ -199,9 +199,10 @@ def test_a_checkpoint_of_another_precision_is_not_resumed_and_says_so(tmp_path, 
     same = TrainingState(tmp_path, "run", early, precision="float32")
     same.set_model(tiny_model(1))
     same.on_epoch_end(0, {"loss": 2.5, "val_loss": 1.25})
-    assert TrainingState(tmp_path, "run", early, precision="float32").resume(
-        tiny_model(2), epochs=4
-    ) == 1
+    assert (
+        TrainingState(tmp_path, "run", early, precision="float32").resume(tiny_model(2), epochs=4)
+        == 1
+    )
 
 
 def test_checkpoint_restores_reduce_lr_on_plateau_counters(tmp_path):
