@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 
 import pytest
 
 from tests.browser import probe_page, screenshot
-from tests.conftest import run_nmtpipe
+from tests.conftest import ROOT, run_nmtpipe
 from tests.pipeline_repo import GIT, make_repo, run, stages_run
 
 pytestmark = pytest.mark.slow
@@ -41,11 +42,15 @@ def test_parallel_queued_experiments_each_use_one_core(repo, monkeypatch):
         for exp in commit.get("experiments") or []:
             data = exp["revs"][0]["data"]
             params = data["params"]["params.yaml"]["data"]
-            metrics = data["metrics"]["reports/metrics.json"]["data"]
+            metrics = {path: file["data"] for path, file in data["metrics"].items()}
             rows[exp["name"]] = (params["model"]["units"], params["train"]["epochs"], metrics)
     for name, units in sweep.items():
         assert rows[name][:2] == (units, 1)
-        assert rows[name][2]["bleu"] >= 0 and "tok:13a" in rows[name][2]["signature"]["bleu"]
+        assert "tok:13a" in rows[name][2]["reports/metrics.json"]["signature"]["bleu"]
+    # each row holds its own run's results, not a copy of the other's (24 < 40 units)
+    small, large = (rows[name][2]["reports/train/metrics.json"] for name in sweep)
+    assert small["parameters"] < large["parameters"]
+    assert small["best_val_loss"] != large["best_val_loss"]
     for name in sweep:
         log = run(["dvc", "queue", "logs", name], repo).stdout
         assert "NMTPIPE_THREADS=1: TensorFlow uses at most 1 threads per pool" in log
@@ -69,7 +74,8 @@ def wait_for_queue(repo, timeout: float) -> str:
 def test_compare_attention_experiments_with_dvc(repo):
     """docs/experiments.md's walkthrough: an experiment with other params, then compare.
     The other params are the other architecture, end to end (train, evaluate, export)
-    through the same stages; the baseline experiment is the workspace's own params."""
+    through the same stages; the baseline experiment is the workspace's own params.
+    Then its two ways to see the test scores first, run as the page writes them."""
     run(["dvc", "exp", "run", "-n", "att-bahdanau", "-S", "model.attention=bahdanau"], repo)
     transformer = ["model.arch=transformer", "model.embedding_dim=16", "model.heads=2"]
     transformer += ["train.dev_bleu_sentences=0", "evaluate.beam_size=2"]  # less tracing
@@ -81,10 +87,36 @@ def test_compare_attention_experiments_with_dvc(repo):
         for exp in commit.get("experiments") or []:
             run_data = exp["revs"][0]["data"]
             params = run_data["params"]["params.yaml"]["data"]["model"]
-            metrics = run_data["metrics"]["reports/metrics.json"]["data"]
-            rows[exp["name"]] = (params["attention"], metrics["bleu"], params["arch"])
-    assert rows["transformer"][2] == "transformer" and rows["transformer"][1] >= 0  # scored
-    assert rows["att-bahdanau"][2] == "rnn" and rows["att-bahdanau"][0] == "bahdanau"
+            metrics = {path: file["data"] for path, file in run_data["metrics"].items()}
+            rows[exp["name"]] = (params["attention"], params["arch"], metrics)
+    assert rows["transformer"][1] == "transformer"
+    assert rows["att-bahdanau"][:2] == ("bahdanau", "rnn")
+    rnn, transformer = (rows[name][2] for name in ("att-bahdanau", "transformer"))
+    train = "reports/train/metrics.json"
+    assert rnn[train]["best_val_loss"] != transformer[train]["best_val_loss"]  # trained apart
+    # dvc exp show leads with the scores, then the training time and precision
+    assert list(transformer)[:4] == [
+        "reports/metrics.json",
+        "reports/evaluate_timing.json",
+        "reports/train_timing.json",
+        "reports/train/metrics.json",
+    ]
+    table = run(["dvc", "exp", "show", "--csv"], repo).stdout.splitlines()
+    header, rows_shown = table[0].split(","), list(csv.DictReader(table))
+    fixed = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
+    metrics = [column for column in header if column not in fixed]
+    assert metrics[:3] == ["bleu", "chrf", "ter"]
+    assert metrics.index("train_time_s") < metrics.index("precision") < 16
+    for name, result in (("att-bahdanau", rnn), ("transformer", transformer)):
+        (shown,) = [row for row in rows_shown if row["Experiment"] == name]
+        scores, timing = result["reports/metrics.json"], result["reports/train_timing.json"]
+        assert [float(shown[key]) for key in ("bleu", "chrf", "ter")] == [
+            scores["bleu"], scores["chrf"], scores["ter"]
+        ]  # fmt: skip
+        assert shown["precision"] == timing["precision"] in ("float32", "mixed_bfloat16")
+    kept = run(["bash", "-c", docs_command("Fewer columns: ").split("`")[1] + " --csv"], repo)
+    columns = ["Experiment", "Created", "bleu", "chrf", "ter", "train_time_s", "precision"]
+    assert kept.stdout.splitlines()[0].split(",") == columns
     diff = run(["dvc", "metrics", "diff", "att-bahdanau", "transformer", "--all", "--json"], repo)
     diff = diff.stdout
     assert "bleu" in json.loads(diff)["reports/metrics.json"]
@@ -94,6 +126,13 @@ def test_compare_attention_experiments_with_dvc(repo):
     assert "cdn.jsdelivr" not in page.read_text()
     assert probe_page(page)[2] >= 3  # loss, dev BLEU, learning rate: drawn offline
     screenshot(page, "plots-diff.png", height=2000)
+
+
+def docs_command(start: str) -> str:
+    """The one line of docs/experiments.md that starts with start, as written there."""
+    lines = (ROOT / "docs/experiments.md").read_text(encoding="utf-8").splitlines()
+    (line,) = [line for line in lines if line.startswith(start)]
+    return line
 
 
 def test_share_through_a_remote_then_pull_into_a_fresh_clone(repo, tmp_path):

@@ -92,9 +92,11 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_json(path: str | Path, data) -> None:
-    """Write pretty, key-sorted JSON (stable bytes for DVC)."""
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+def write_json(path: str | Path, data, sort_keys: bool = True) -> None:
+    """Write pretty JSON, key-sorted unless the caller's order is fixed (stable bytes for
+    DVC either way)."""
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, ensure_ascii=False)
+    Path(path).write_text(text + "\n")
 
 
 def write_lines(path: str | Path, lines) -> None:

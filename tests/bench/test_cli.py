@@ -76,10 +76,15 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     for name in ("step_ms", "pairs_per_s", "tgt_tokens_per_s", "gflop_per_step", "gflops"):
         assert train[name] > 0, name
     assert 0 < train["roof_percent"] <= 100
+    assert train["roof_gflops"] == roof["bfloat16_gflops_n1024"]  # the precision measured's
     assert train["tgt_tokens_per_s"] > train["pairs_per_s"]
     steps = figures["precision"]  # the step in every precision: the one measured in full,
     assert steps["mixed_bfloat16_step_ms"] == train["step_ms"]  # the others again
     assert steps["float32_step_ms"] > 0  # every machine computes float32
+    for policy, roof_gflops in (("mixed_bfloat16", roof["bfloat16_gflops_n1024"]),
+                                ("float32", roof["gflops"])):  # fmt: skip
+        gflops = train["gflop_per_step"] / steps[f"{policy}_step_ms"] * 1e3
+        assert steps[f"{policy}_roof_percent"] == pytest.approx(100 * gflops / roof_gflops, 2e-3)
     if not tf.config.list_physical_devices("GPU"):
         assert steps["mixed_float16_step_ms"].startswith("not measured: float16 needs a GPU")
     time = figures["time"]
@@ -127,6 +132,27 @@ def test_bench_times_a_transformer_by_its_parts(pipeline):
     loss = float(parts["decoder"](tgt_in, tgt_out, enc_out, enc_mask))
     assert loss == pytest.approx(float(parts["forward"](src, tgt_in, tgt_out)), rel=0.2)
     assert set(model.forward_flops(*src.shape, tgt_in.shape[1])) == {"encoder", "decoder"}
+
+
+@pytest.mark.slow
+def test_bench_batches_are_token_batches_spread_over_the_whole_epoch(pipeline):
+    """Not the epoch's first batches (the frequent short buckets fill first) but evenly
+    spaced ones, batched by train.max_tokens as training batches them."""
+    import dataclasses
+
+    from nmtpipe.bench.cli import model_config, train_batches
+    from nmtpipe.modeldir import load_model_dir
+
+    trained = load_model_dir(pipeline / "model")
+    _, cfg = model_config(trained, pipeline / "model")
+    cfg = dataclasses.replace(cfg, max_tokens=200, batch_size=64)
+    every = train_batches(trained, pipeline / "split", cfg, 1000)  # the whole epoch, cycled
+    steps = next(i for i in range(1, len(every)) if every[i] is every[0])
+    sampled = train_batches(trained, pipeline / "split", cfg, 4)
+    spaced = [every[round(i * (steps - 1) / 3)] for i in range(4)]
+    for ((src, tgt_in), out), ((src2, _), out2) in zip(sampled, spaced, strict=True):
+        assert src.shape[0] * (src.shape[1] + tgt_in.shape[1]) <= 200
+        assert (out.numpy() == out2.numpy()).all() and (src.numpy() == src2.numpy()).all()
 
 
 def test_missing_metrics_are_reported_not_fatal(tmp_path, caplog):

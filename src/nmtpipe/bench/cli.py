@@ -80,10 +80,13 @@ def model_config(trained, model_dir: Path) -> tuple[ModelConfig, TrainConfig]:
 
 
 def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> list:
-    """The first `count` batches ((src, tgt_in), tgt_out) train.py would train on (cycled
-    when the split has fewer)."""
-    from nmtpipe.dataset import encode_pairs, make_train_dataset
+    """`count` batches ((src, tgt_in), tgt_out) of the first epoch train.py would train on,
+    spread evenly over the whole epoch (cycled when it has fewer): the epoch's length mix,
+    where its first batches hold mostly the frequent short lengths, whose buckets fill
+    first. Batched as training batches (train.max_tokens included)."""
+    from nmtpipe.dataset import encode_pairs, make_train_dataset, train_batch_sizes
     from nmtpipe.encode import write_shards
+    from nmtpipe.training.train import evenly_spaced
 
     src, tgt = read_split(split_dir, "train")
     src_ids, tgt_ids, _ = encode_pairs(
@@ -93,8 +96,10 @@ def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> lis
         raise ModelError(f"{split_dir}: no training pairs within the model's length limits")
     with tempfile.TemporaryDirectory() as encoded:
         write_shards(zip(src_ids, tgt_ids, strict=True), Path(encoded), cfg.seed, len(src_ids))
-        first_epoch, _ = make_train_dataset(Path(encoded), cfg.batch_size, cfg.seed, range(1))
-        batches = list(first_epoch.take(count))  # the batches training starts with
+        sizes = train_batch_sizes(cfg)
+        first_epoch, steps = make_train_dataset(Path(encoded), sizes, cfg.seed, range(1))
+        chosen = set(evenly_spaced(count, steps))
+        batches = [batch for i, batch in enumerate(first_epoch) if i in chosen]
     return [batches[i % len(batches)] for i in range(count)]
 
 
@@ -126,7 +131,7 @@ def run_bench(args, params) -> dict:
     translate = translation(trained, args, params)
     roof.measure()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    train = train_figures(model, measured, seconds["step"], roof.figures()["gflops"])
+    train = train_figures(model, measured, seconds["step"], roof.roof_gflops(precision))
     figures = {
         "machine": host,
         "model": {
@@ -135,8 +140,8 @@ def run_bench(args, params) -> dict:
         },
         "roof": roof.figures(),
         "train": train,
-        # the step in each precision: measured, or why not here
-        "precision": {f"{precision}_step_ms": train["step_ms"], **others},
+        # the step in each precision against that precision's roof, or why not here
+        "precision": precision_figures(precision, train, others, roof),
         "time": part_figures(model, measured, seconds),
         "translate": translate,
         "memory": {"peak_rss_mib": round(peak_kib / 1024, 1)},
@@ -144,6 +149,21 @@ def run_bench(args, params) -> dict:
     }
     figures["gap"] = explain(figures)
     return {name: figures[name] for name in SECTIONS}
+
+
+def precision_figures(precision: str, train: dict, others: dict, roof) -> dict:
+    """The step in the precision measured in full and in the others this machine computes
+    (ms, or why not), each beside the share of its own precision's matmul roof."""
+    figures = {}
+    for name, step_ms in {f"{precision}_step_ms": train["step_ms"], **others}.items():
+        figures[name] = step_ms
+        if isinstance(step_ms, float):
+            policy = name.removesuffix("_step_ms")
+            gflops = train["gflop_per_step"] / step_ms * 1e3
+            figures[f"{policy}_roof_percent"] = float(
+                f"{100 * gflops / roof.roof_gflops(policy):.3g}"
+            )
+    return figures
 
 
 def describe(model_dir: Path, trained, train_cfg, model) -> dict:
@@ -155,6 +175,7 @@ def describe(model_dir: Path, trained, train_cfg, model) -> dict:
         f"{model.src_vocab_size}/{model.tgt_vocab_size}",
         "parameters": int(model.count_params()),
         "train_batch_size": train_cfg.batch_size,
+        "train_max_tokens": train_cfg.max_tokens,
     }
 
 
@@ -176,8 +197,9 @@ def train_figures(model, batches, seconds: list[float], roof_gflops: float) -> d
         "pairs_per_s": round(pairs / total, 1),
         "tgt_tokens_per_s": round(tokens / total, 1),
         "gflop_per_step": float(f"{flops / len(batches) / 1e9:.4g}"),
-        "gflops": round(gflops, 2),
-        "roof_percent": round(100 * gflops / roof_gflops, 2),
+        "gflops": float(f"{gflops:.4g}"),
+        "roof_gflops": roof_gflops,
+        "roof_percent": float(f"{100 * gflops / roof_gflops:.3g}"),
     }
 
 
@@ -201,7 +223,7 @@ OTHER_REASON = "its elementwise work"  # a part another network names otherwise
 def explain(figures: dict) -> list[str]:
     """Where the step's time goes beyond its matmul FLOPs at the roof: per part, the time
     it takes minus the time its FLOPs would take at the roof, largest first."""
-    roof_gflops, parts = figures["roof"]["gflops"], figures["time"]
+    roof_gflops, parts = figures["train"]["roof_gflops"], figures["time"]  # its precision's
     step_ms = figures["train"]["step_ms"]
     lost = {name: p["ms"] - p["gflop"] / roof_gflops * 1e3 for name, p in parts.items()}
     lines = [

@@ -76,6 +76,12 @@ class Roof:
         for _ in range(repeats * (len(self.matrices) + 1)):
             self.sample()
 
+    def roof_gflops(self, precision: str) -> float:
+        """The matmul roof of a dtype policy: bfloat16's under mixed_bfloat16, float32's
+        (the best size) under any other (float16 is measured on no CPU)."""
+        figures = self.figures()
+        return figures["bfloat16_gflops_n1024" if "bfloat16" in precision else "gflops"]
+
     def figures(self) -> dict:
         """GFLOP/s per size, the roof (the best size), the recurrent step and its % of the roof."""
         out = {f"gflops_n{n}": round(2 * n**3 / self.best[n] / 1e9, 1) for n in SIZES}

@@ -1,4 +1,6 @@
-"""The export stage: a TensorFlow SavedModel that translates raw strings.
+"""The export stage: a TensorFlow SavedModel that translates raw strings, and for the
+Transformer a CTranslate2 model in its `ctranslate2/` subdirectory (see
+`serving.ctranslate2_export`; CTranslate2 has no RNN).
 
 Its `serving_default` signature takes UTF-8 sentences (tf.string, shape [batch]) and
 returns {"translation": tf.string [batch]}. SentencePiece runs inside the graph
@@ -26,6 +28,7 @@ from nmtpipe.layout import MODEL_CONFIG, SIDES, tokenizer_file
 from nmtpipe.model.ids import EOS_ID, PAD_ID
 from nmtpipe.modeldir import load_model_dir
 from nmtpipe.search.greedy import greedy_search, hyp_lengths
+from nmtpipe.serving.ctranslate2_export import CT2_DIR, export_ctranslate2
 from nmtpipe.serving.translate import MAX_INPUT_PIECES
 
 log = logging.getLogger(__name__)
@@ -110,7 +113,8 @@ def _derive_fingerprint_uuid(path: Path) -> None:
 
 
 def export_model(model_dir: Path, out_dir: Path, cfg: ExportConfig) -> None:
-    """Write the SavedModel of model_dir into out_dir, with the model's config.json.
+    """Write the SavedModel of model_dir into out_dir, with the model's config.json, and
+    for a Transformer its CTranslate2 model into out_dir/ctranslate2.
 
     config.json gains an "export" section with the decoding settings baked in.
     A missing or broken model is a ModelError and leaves out_dir untouched.
@@ -127,6 +131,18 @@ def export_model(model_dir: Path, out_dir: Path, cfg: ExportConfig) -> None:
             "decoding": "greedy",
             "max_len_ratio": cfg.max_len_ratio,
             "max_input_pieces": MAX_INPUT_PIECES,
+            "ctranslate2": _export_ctranslate2(trained, model_dir, tmp, cfg),
         }
         write_json(tmp / MODEL_CONFIG, {**trained.config, "export": export})
     log.info("exported %s to %s (signature %r)", model_dir, out_dir, SIGNATURE)
+
+
+def _export_ctranslate2(trained, model_dir: Path, out_dir: Path, cfg: ExportConfig):
+    """The Transformer's CTranslate2 model in out_dir/ctranslate2: its config.json entry
+    ({"dir", "quantization"}), or None for an RNN."""
+    arch = trained.model.cfg.arch  # the config the network was built from (model.keras)
+    if arch != "transformer":
+        log.info("CTranslate2 has no RNN (model.arch %s): writing the SavedModel only", arch)
+        return None
+    export_ctranslate2(trained, model_dir, out_dir / CT2_DIR, cfg.quantization, cfg.max_len_ratio)
+    return {"dir": CT2_DIR, "quantization": cfg.quantization}

@@ -1,4 +1,5 @@
-"""export: write a TensorFlow SavedModel that translates raw strings (greedy search)."""
+"""export: write a TensorFlow SavedModel that translates raw strings (greedy search) and, for
+the Transformer, a CTranslate2 model in its ctranslate2/ subdirectory."""
 
 from nmtpipe.cores import start_tensorflow
 from nmtpipe.modeldir import require_model
@@ -11,7 +12,7 @@ def main(argv=None) -> None:
         __doc__,
         {
             "model": "model directory",
-            "out": "SavedModel directory",
+            "out": "export directory (the SavedModel; ctranslate2/ for the Transformer)",
         },
         argv,
     )

@@ -107,7 +107,8 @@ def train_model(
     checkpoint_dir: Path | None = None,
 ) -> dict:
     """Train on encoded_dir's shards (dev: split_dir's), then write the model directory to
-    out_dir, dvclive logs to live_dir and the training time and speeds to timing_path (JSON).
+    out_dir, dvclive logs to live_dir and the training time, speeds and precision to
+    timing_path (JSON).
 
     With checkpoint_dir, the training state is checkpointed after every epoch into
     checkpoint_dir/KEY, KEY the start of the run's fingerprint (its params, data, code):
@@ -180,7 +181,8 @@ def train_model(
         }
         save_model_dir(model_tmp, model, {**config, "averaged_epochs": averaged}, tok_dir)
         with atomic_file(timing_path) as timing_tmp:
-            write_json(timing_tmp, timing := _timing(state.history, state.seconds))
+            timing = _timing(state.history, state.seconds, precision)
+            write_json(timing_tmp, timing, sort_keys=False)  # time, precision: dvc exp show
     state.clear()  # only now: a kill before the renames above resumes from it
     log.info(
         "best dev loss %.4f at epoch %d of %d (%.0f s)",
@@ -247,11 +249,13 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int) -> None:
     model.compile(optimizer=optimizer, label_smoothing=cfg.label_smoothing)
 
 
-def _timing(history: dict, seconds: float) -> dict:
-    """The timing file: training time, mean speeds, each epoch's time (resumed ones too)."""
+def _timing(history: dict, seconds: float, precision: str) -> dict:
+    """The timing file: training time, mean speeds, each epoch's time (resumed ones too),
+    and the precision they were measured in (train.precision auto: the hardware's)."""
     epochs = len(history["epoch_time_s"])
     return {
         "train_time_s": round(seconds, 1),
+        "precision": precision,
         **{key: round(sum(history[key]) / epochs, 1) for key in TIMING[1:]},
         "epoch_time_s": [round(value, 1) for value in history["epoch_time_s"]],
     }
