@@ -91,6 +91,15 @@ def test_attention_is_captioned_by_the_network_that_made_it(tmp_path):
     assert "<p>luong attention, general score of the output" in path.read_text(encoding="utf-8")
 
 
+def test_training_table_names_the_precision_trained_in(tmp_path):
+    data = _data()
+    data.model_config["precision"] = "mixed_bfloat16"  # what train.precision auto chose
+    data.train_summary = {"epochs_run": 3, "best_epoch": 3}
+    write_report(tmp_path / "report.html", data)
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<tr><td>precision</td><td class=num>mixed_bfloat16</td></tr>" in html
+
+
 @pytest.mark.slow
 def test_report_images_load_in_chromium(tmp_path):
     path = tmp_path / "report.html"

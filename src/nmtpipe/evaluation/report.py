@@ -66,7 +66,7 @@ def write_report(path: Path, data: ReportData) -> None:
     sections = [
         _scores_section(data.metrics),
         _data_section(data.manifest, data.clean, data.split_sizes),
-        _training_section(data.train_summary, data.curves_dir),
+        _training_section(data.train_summary, data.curves_dir, cfg.get("precision")),
         _buckets_section(data.buckets),
         _attention_section(data.attention, attention_caption(cfg["model"])),
         _examples_section(data.table),
@@ -158,12 +158,15 @@ def _figure(value):
     return f"{value:,}" if isinstance(value, int) else value
 
 
-def _training_section(summary: dict | None, curves_dir: Path | None) -> str:
+def _training_section(summary: dict | None, curves_dir: Path | None, precision=None) -> str:
+    """The training summary's figures with the precision trained in (config.json's: what
+    train.precision auto chose), and the curves."""
     parts = []
     if summary:
         keys = ("epochs_run", "best_epoch", "best_val_loss", "best_epoch_dev_bleu")
         keys += ("averaged_epochs", "parameters", "train_pairs", "train_pairs_too_long")
         rows = [[k, _figure(summary[k])] for k in keys if k in summary]
+        rows += [["precision", precision]] if precision else []
         parts.append(html_table(["figure", "value"], rows, {1}))
     curves = _read_curves(curves_dir) if curves_dir else []
     if curves:
