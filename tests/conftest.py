@@ -69,8 +69,8 @@ def pytest_collection_modifyitems(items):
 
 def train_dataset(src_ids, tgt_ids, batch_size: int, seed: int, epochs: range, encoded: Path):
     """make_train_dataset on id pairs: encode's shards written to `encoded` first."""
-    from nmtpipe.dataset import make_train_dataset
-    from nmtpipe.encode import write_shards
+    from nmtpipe.ids.batches import make_train_dataset
+    from nmtpipe.ids.records import write_shards
 
     encoded.mkdir(parents=True, exist_ok=True)
     write_shards(zip(src_ids, tgt_ids, strict=True), encoded, seed, len(src_ids))

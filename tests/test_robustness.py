@@ -27,7 +27,7 @@ from nmtpipe import cli
 from nmtpipe.config import ModelConfig, TokenizerConfig
 from nmtpipe.corpus import sources
 from nmtpipe.fileio import write_lines
-from nmtpipe.tokenizer import train_tokenizers
+from nmtpipe.ids.tokenizer import train_tokenizers
 from tests.conftest import sample_pairs
 
 GOOD = "".join(f"{en}\t{es}\n" for en, es in sample_pairs(300))

@@ -17,8 +17,8 @@ from pathlib import Path
 from nmtpipe.cores import start_tensorflow
 from nmtpipe.errors import ModelError, first_line
 from nmtpipe.fileio import write_json
+from nmtpipe.ids.tokenizer import load_tokenizer
 from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
-from nmtpipe.tokenizer import load_tokenizer
 
 
 @dataclass

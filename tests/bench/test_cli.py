@@ -11,9 +11,9 @@ import tensorflow as tf
 from nmtpipe.bench.cli import main, read_test_scores
 from nmtpipe.config import ModelConfig, TokenizerConfig, TrainConfig, to_dict
 from nmtpipe.fileio import write_json, write_lines
+from nmtpipe.ids.tokenizer import train_tokenizers
 from nmtpipe.model.build import build_model
 from nmtpipe.modeldir import save_model_dir
-from nmtpipe.tokenizer import train_tokenizers
 from tests.conftest import ROOT, run_nmtpipe, sample_pairs
 
 VOCAB = 120

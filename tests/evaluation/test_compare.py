@@ -288,9 +288,9 @@ def test_compare_errors_are_one_line(revisions, monkeypatch, capsys, a, b, error
 def test_compare_model_directories_translates_the_test_split(tmp_path, monkeypatch, capsys):
     from nmtpipe.config import ModelConfig, TokenizerConfig, TrainConfig
     from nmtpipe.fileio import write_lines
+    from nmtpipe.ids.tokenizer import train_tokenizers
     from nmtpipe.model.build import build_model
     from nmtpipe.modeldir import save_model_dir
-    from nmtpipe.tokenizer import train_tokenizers
     from nmtpipe.typedconfig import to_dict
 
     pairs = sample_pairs(300)

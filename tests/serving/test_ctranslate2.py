@@ -12,7 +12,7 @@ import pytest
 
 from nmtpipe.config import ExportConfig, ModelConfig, TokenizerConfig
 from nmtpipe.fileio import write_lines
-from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
+from nmtpipe.ids.tokenizer import load_tokenizer, train_tokenizers
 from tests.conftest import sample_pairs, train_dataset
 
 ctranslate2 = pytest.importorskip("ctranslate2")
@@ -90,7 +90,7 @@ def keras_log_probs(model, src_ids, tgt_ids) -> list[np.ndarray]:
 
 def test_float32_scores_equal_the_keras_model(converted):
     """score_batch of (source, target) pieces = Keras' teacher-forced log-probabilities."""
-    from nmtpipe.dataset import encode_source
+    from nmtpipe.ids.encode import encode_source
 
     model, sp_src, sp_tgt, translator = converted
     src, tgt = [s for s, _ in PAIRS[:12]], [t for _, t in PAIRS[:12]]
@@ -121,7 +121,7 @@ def trained_dir(tokenizers, tmp_path_factory) -> Path:
     its greedy translations differ and end at various lengths."""
     import keras
 
-    from nmtpipe.dataset import encode_pairs
+    from nmtpipe.ids.encode import encode_pairs
     from nmtpipe.model.build import build_model
     from nmtpipe.modeldir import save_model_dir
 
@@ -148,7 +148,7 @@ def trained_dir(tokenizers, tmp_path_factory) -> Path:
 def test_greedy_output_equals_nmtpipe_greedy_search(trained_dir, tmp_path):
     """CTranslate2's greedy search (beam 1, each sentence with nmtpipe's own length limit)
     gives nmtpipe's greedy pieces, token for token."""
-    from nmtpipe.dataset import encode_source
+    from nmtpipe.ids.encode import encode_source
     from nmtpipe.modeldir import load_model_dir
     from nmtpipe.search.decoders import make_decoder
     from nmtpipe.search.loop import EXTRA_PIECES

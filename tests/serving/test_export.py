@@ -12,7 +12,7 @@ import pytest
 
 from nmtpipe.config import ExportConfig, ModelConfig, TokenizerConfig
 from nmtpipe.fileio import write_lines
-from nmtpipe.tokenizer import train_tokenizers
+from nmtpipe.ids.tokenizer import train_tokenizers
 from tests.conftest import run_nmtpipe, sample_pairs, train_dataset
 
 SENTENCES = [
@@ -58,10 +58,10 @@ def make_model_dir(root: Path, tok_dir: Path, seed: int, epochs: int, cfg=RNN) -
     """A tiny model directory, trained for `epochs` on the tokenizers' 300 pairs."""
     import keras
 
-    from nmtpipe.dataset import encode_pairs
+    from nmtpipe.ids.encode import encode_pairs
+    from nmtpipe.ids.tokenizer import load_tokenizer
     from nmtpipe.model.build import build_model
     from nmtpipe.modeldir import save_model_dir
-    from nmtpipe.tokenizer import load_tokenizer
 
     keras.utils.set_random_seed(seed)
     model = build_model(cfg, 200, 200)

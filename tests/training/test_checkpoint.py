@@ -21,10 +21,10 @@ import yaml
 
 from nmtpipe.config import ModelConfig, SplitConfig, TokenizerConfig, load_params
 from nmtpipe.corpus.split import split_corpus
-from nmtpipe.encode import encode_split
 from nmtpipe.fileio import write_lines
+from nmtpipe.ids.encode import encode_split
+from nmtpipe.ids.tokenizer import train_tokenizers
 from nmtpipe.model.build import build_model
-from nmtpipe.tokenizer import train_tokenizers
 from nmtpipe.training.checkpoint import TrainingState
 from tests.conftest import sample_pairs, train_dataset
 

@@ -15,8 +15,8 @@ import pytest
 
 from nmtpipe.config import ModelConfig, Params, TokenizerConfig, TrainConfig
 from nmtpipe.errors import ConfigError
+from nmtpipe.ids.tokenizer import train_tokenizers
 from nmtpipe.layout import SIDES, split_files
-from nmtpipe.tokenizer import train_tokenizers
 from tests.conftest import ROOT, sample_pairs
 
 PAIRS = 48  # spread over the sample corpus (ordered by length): 2 to 20 pieces
@@ -37,10 +37,11 @@ def params(distribute: str, batch_size: int = 6) -> Params:
 
 def train_weights(tok_dir: Path, run: Params) -> list[np.ndarray]:
     """The weights after STEPS updates, trained as the train stage does (its _build)."""
-    from nmtpipe.dataset import batches_per_epoch, encode_pairs, example_lengths, make_dataset
     from nmtpipe.fileio import read_split
+    from nmtpipe.ids.batches import batches_per_epoch, example_lengths, make_dataset
+    from nmtpipe.ids.encode import encode_pairs
+    from nmtpipe.ids.tokenizer import load_tokenizer
     from nmtpipe.layout import tokenizer_file
-    from nmtpipe.tokenizer import load_tokenizer
     from nmtpipe.training.train import _build, set_determinism
 
     set_determinism(run.train.seed)

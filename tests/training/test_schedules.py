@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from nmtpipe.config import ModelConfig, TrainConfig
-from nmtpipe.dataset import batches_per_epoch, example_lengths, make_dataset
 from nmtpipe.errors import ConfigError
+from nmtpipe.ids.batches import batches_per_epoch, example_lengths, make_dataset
 from nmtpipe.model.build import build_model
 from nmtpipe.training.callbacks import LearningRate
 from nmtpipe.training.schedules import WarmupInverseSqrt, learning_rate, schedule_callbacks

@@ -27,9 +27,9 @@ from nmtpipe.config import (
 from nmtpipe.corpus.split import split_corpus
 from nmtpipe.errors import ConfigError, DataError, ModelError
 from nmtpipe.fileio import sha256_file, write_lines
+from nmtpipe.ids.tokenizer import load_tokenizer, train_tokenizers
 from nmtpipe.model.build import build_model
 from nmtpipe.modeldir import load_model_dir, save_model_dir
-from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
 from nmtpipe.training.transfer import copy_weights, part_layers, pieces, prepare_model
 from tests.conftest import sample_pairs
 
@@ -162,7 +162,7 @@ def test_init_from_missing_or_other_pair_is_model_error(data):
 
 @pytest.mark.slow
 def test_freeze_keeps_frozen_weights_through_training(data, caplog):
-    from nmtpipe.encode import encode_split
+    from nmtpipe.ids.encode import encode_split
     from nmtpipe.training.train import train_model
 
     caplog.set_level(logging.INFO, logger="nmtpipe.training.transfer")

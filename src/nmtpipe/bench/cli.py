@@ -10,7 +10,7 @@ work, the least disturbed run is the best estimate of the cost.
   run: the decoder's per-step matmuls in a sequential loop (roof.py);
 - training throughput of the train stage's own step (the model rebuilt from the
   saved config and compiled as train.py does; Keras' train step, the function
-  `fit` runs, on real batches of the train split from `dataset.make_dataset`),
+  `fit` runs, on real batches of the train split from `ids.batches`),
   after warm-up batches: pairs/s, target tokens/s, and the model's achieved
   GFLOP/s (flops.py) against the roof;
 - where a training step's time goes: each forward part, the backward pass and the
@@ -84,8 +84,9 @@ def train_batches(trained, split_dir: Path, cfg: TrainConfig, count: int) -> lis
     spread evenly over the whole epoch (cycled when it has fewer): the epoch's length mix,
     where its first batches hold mostly the frequent short lengths, whose buckets fill
     first. Batched as training batches (train.max_tokens included)."""
-    from nmtpipe.dataset import encode_pairs, make_train_dataset, train_batch_sizes
-    from nmtpipe.encode import write_shards
+    from nmtpipe.ids.batches import make_train_dataset, train_batch_sizes
+    from nmtpipe.ids.encode import encode_pairs
+    from nmtpipe.ids.records import write_shards
     from nmtpipe.training.train import evenly_spaced
 
     src, tgt = read_split(split_dir, "train")

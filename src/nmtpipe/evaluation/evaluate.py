@@ -18,7 +18,6 @@ import pandas as pd
 from sacrebleu.metrics import BLEU, CHRF
 
 from nmtpipe.config import EvaluateConfig
-from nmtpipe.dataset import encode_source
 from nmtpipe.errors import DataError, first_line
 from nmtpipe.evaluation.report import Attention, ReportData, write_report
 from nmtpipe.evaluation.scoring import (
@@ -28,6 +27,7 @@ from nmtpipe.evaluation.scoring import (
     score_corpus,
 )
 from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json, write_lines
+from nmtpipe.ids.encode import encode_source
 from nmtpipe.layout import HYPOTHESES, SENTENCE_SCORES, SPLIT_SIZES, split_files
 from nmtpipe.model.ids import BOS_ID, EOS_ID
 from nmtpipe.modeldir import check_pair, load_model_dir

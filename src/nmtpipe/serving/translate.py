@@ -32,7 +32,7 @@ def translate_sentences(
         batch_size: sentences decoded per batch.
         desc: the progress bar's label.
     """
-    from nmtpipe.dataset import encode_source
+    from nmtpipe.ids.encode import encode_source
     from nmtpipe.model.ids import EOS_ID
     from nmtpipe.search.decoders import make_decoder
 

@@ -15,6 +15,6 @@ def main(argv=None) -> None:
         argv,
         tensorflow=True,
     )
-    from nmtpipe.encode import encode_split  # TensorFlow loads only after params are valid
+    from nmtpipe.ids.encode import encode_split  # TensorFlow loads only after params are valid
 
     encode_split(args.split, args.tokenizers, params.train, args.out)

@@ -1,7 +1,7 @@
 """tokenize: train SentencePiece models for source and target on the training split."""
 
+from nmtpipe.ids.tokenizer import train_tokenizers
 from nmtpipe.stages import parse_stage_args
-from nmtpipe.tokenizer import train_tokenizers
 
 
 def main(argv=None) -> None:

@@ -19,7 +19,7 @@ continue as if it had never stopped:
     live/             the dvclive directory so far, so the curves continue
 
 The shuffle order needs no state: epoch e's order is drawn from (seed, e) alone
-(dataset.make_train_dataset). A checkpoint is resumed only when its fingerprint
+(ids.batches.make_train_dataset). A checkpoint is resumed only when its fingerprint
 (params, training data, tokenizers, transfer inputs, code and library versions)
 and the precision it trained in (train.precision auto resolves per machine) are
 the run's; otherwise it is deleted. A complete run deletes its directory.

@@ -24,8 +24,8 @@ import logging
 import keras
 import tensorflow as tf
 
-from nmtpipe.dataset import train_batch_sizes
 from nmtpipe.errors import ConfigError
+from nmtpipe.ids.batches import train_batch_sizes
 
 log = logging.getLogger(__name__)
 

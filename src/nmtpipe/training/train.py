@@ -10,24 +10,24 @@ import tensorflow as tf
 
 from nmtpipe import __version__
 from nmtpipe.config import Params, TrainConfig, to_dict
-from nmtpipe.dataset import (
-    batches_per_epoch,
-    bucket_sizes,
-    encode_pairs,
-    example_lengths,
-    make_dataset,
-    make_train_dataset,
-    read_encoded,
-    train_batch_sizes,
-)
 from nmtpipe.errors import DataError
 from nmtpipe.evaluation.scoring import group_references
 from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json
+from nmtpipe.ids.batches import (
+    batches_per_epoch,
+    bucket_sizes,
+    example_lengths,
+    make_dataset,
+    make_train_dataset,
+    train_batch_sizes,
+)
+from nmtpipe.ids.encode import encode_pairs
+from nmtpipe.ids.records import read_encoded
+from nmtpipe.ids.tokenizer import load_tokenizer
 from nmtpipe.layout import SIDES, tokenizer_file
 from nmtpipe.logs import progress_enabled
 from nmtpipe.model.build import build_model
 from nmtpipe.modeldir import save_model_dir
-from nmtpipe.tokenizer import load_tokenizer
 from nmtpipe.training import distribute
 from nmtpipe.training.averaging import WeightAverage
 from nmtpipe.training.callbacks import TIMING, DevBleu, LearningRate, Throughput

@@ -29,9 +29,9 @@ import numpy as np
 from nmtpipe.config import DataConfig, Params
 from nmtpipe.errors import ConfigError, DataError, ModelError, first_line
 from nmtpipe.fileio import sha256_file
+from nmtpipe.ids.tokenizer import load_tokenizer
 from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
 from nmtpipe.modeldir import check_pair, load_model_dir
-from nmtpipe.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nmtpipe.dataset import batches_per_epoch, example_lengths, make_dataset
+from nmtpipe.ids.batches import batches_per_epoch, example_lengths, make_dataset
 from tests.conftest import train_dataset
 
 
@@ -27,7 +27,7 @@ def test_token_batches_stay_within_max_tokens_and_cover_every_pair_once(max_toke
     from collections import Counter
 
     from nmtpipe.config import TrainConfig
-    from nmtpipe.dataset import bucket_batch_sizes, train_batch_sizes
+    from nmtpipe.ids.batches import bucket_batch_sizes, train_batch_sizes
 
     cfg = TrainConfig(batch_size=64, max_tokens=max_tokens, max_src_len=99, max_tgt_len=98)
     sizes = train_batch_sizes(cfg)
@@ -50,7 +50,7 @@ def test_token_batches_stay_within_max_tokens_and_cover_every_pair_once(max_toke
 
 
 def test_without_max_tokens_every_bucket_batches_batch_size_pairs():
-    from nmtpipe.dataset import BUCKET_BOUNDARIES, bucket_batch_sizes
+    from nmtpipe.ids.batches import BUCKET_BOUNDARIES, bucket_batch_sizes
 
     assert bucket_batch_sizes(32) == [32] * (len(BUCKET_BOUNDARIES) + 1)
     assert bucket_batch_sizes(256, 3072, 65)[:3] == [256, 256, 216]  # 3072 // (2 * 7) = 219

@@ -4,13 +4,13 @@ import pytest
 
 from nmtpipe.config import TokenizerConfig
 from nmtpipe.errors import ConfigError, DataError, ModelError
-from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from nmtpipe.tokenizer import (
+from nmtpipe.ids.tokenizer import (
     load_tokenizer,
     sample_lines,
     train_sentencepiece,
     train_tokenizers,
 )
+from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from tests.conftest import sample_pairs
 
 

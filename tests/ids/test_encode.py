@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from nmtpipe.config import TokenizerConfig, TrainConfig
-from nmtpipe.dataset import batches_per_epoch, make_train_dataset
-from nmtpipe.encode import encode_split, write_shards
 from nmtpipe.fileio import write_lines
+from nmtpipe.ids.batches import batches_per_epoch, make_train_dataset
+from nmtpipe.ids.encode import encode_split
+from nmtpipe.ids.records import write_shards
+from nmtpipe.ids.tokenizer import load_tokenizer, train_tokenizers
 from nmtpipe.model.ids import BOS_ID, EOS_ID
-from nmtpipe.tokenizer import load_tokenizer, train_tokenizers
 from tests.conftest import sample_pairs
 
 

@@ -1,9 +1,8 @@
-"""Sentence pairs -> subword ids -> tf.data batches bucketed by length (training: streamed
-from encode's TFRecord shards; dev: in memory)."""
+"""Subword ids -> tf.data batches bucketed by length, by pair count or by token budget
+(training: streamed from encode's shard records; dev: in memory)."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from nmtpipe.errors import DataError
-from nmtpipe.layout import ENCODED_STATS, shard_file
+from nmtpipe.ids.records import parse_record, read_encoded
 from nmtpipe.model.ids import BOS_ID, EOS_ID, PAD_ID
 
 # One bucket per length up to 16 (most sentences; Tatoeba's median is 10 pieces), wider
@@ -24,24 +22,6 @@ BUCKET_BOUNDARIES = (*range(6, 17), 18, 20, 24, 28, 32, 40, 64, 96)
 # the buffer gives every epoch its own order.
 SHARD_CYCLE = 16
 SHUFFLE_BUFFER = 50_000
-
-
-def encode_source(sp_src, sentences: list[str]) -> list[list[int]]:
-    """Source ids end with EOS so the encoder sees where the sentence stops."""
-    return [ids + [EOS_ID] for ids in sp_src.encode(sentences)]
-
-
-def encode_pairs(
-    sp_src, sp_tgt, src: list[str], tgt: list[str], max_src_len: int, max_tgt_len: int
-) -> tuple[list[list[int]], list[list[int]], int]:
-    """Encode pairs, dropping those over the length limits; returns (src, tgt, dropped)."""
-    src_ids, tgt_ids = encode_source(sp_src, src), sp_tgt.encode(tgt)
-    kept = [
-        (s, t)
-        for s, t in zip(src_ids, tgt_ids, strict=True)
-        if len(s) <= max_src_len and len(t) + 1 <= max_tgt_len and len(t) > 0
-    ]
-    return [s for s, _ in kept], [t for _, t in kept], len(src_ids) - len(kept)
 
 
 def _ragged(sequences: list[list[int]]) -> tf.RaggedTensor:
@@ -144,26 +124,6 @@ def batches_per_epoch(lengths: Mapping[int, int], batch_size: int | Sequence[int
     return sum(-(-count // sizes[bucket]) for bucket, count in bucket_sizes(lengths).items())
 
 
-def read_encoded(encoded_dir: Path) -> tuple[dict, list[str]]:
-    """Encode's stats (pairs, lengths: pairs per example length) and its shard files; a
-    DataError when they are missing."""
-    try:
-        stats = json.loads((Path(encoded_dir) / ENCODED_STATS).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{encoded_dir}: encoded training data not found (run encode)") from None
-    stats["lengths"] = {length: count for length, count in stats["lengths"]}
-    files = [shard_file(encoded_dir, i, stats["shards"]) for i in range(stats["shards"])]
-    if missing := [f for f in files if not f.is_file()]:
-        raise DataError(f"{missing[0]}: shard not found (run encode)")
-    return stats, [str(f) for f in files]
-
-
-def _parse(record):
-    """One encode record (int32 [len(src), *src, *tgt]) -> (src, tgt)."""
-    values = tf.io.decode_raw(record, tf.int32)
-    return values[1 : values[0] + 1], values[values[0] + 1 :]
-
-
 def make_train_dataset(
     encoded_dir: Path, batch_size: int | Sequence[int], seed: int, epochs: range
 ) -> tuple[tf.data.Dataset, int]:
@@ -189,7 +149,7 @@ def make_train_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        pairs = records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        pairs = records.map(parse_record, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         pairs = pairs.shuffle(SHUFFLE_BUFFER, seed=seed * 1_000_003 + e)
         pairs = pairs.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return _bucketed(pairs, batch_size)
