@@ -59,10 +59,6 @@ class BagOfPieces(EncoderDecoder):
             }[part]
         )
 
-    @property
-    def vocab_axes(self) -> dict[str, tuple[str, int]]:
-        return {**super().vocab_axes, "output_proj": ("tgt", -1)}
-
     def forward_flops(self, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
         """encoder 2B*S*w*w, decoder 2B*T*w*w + 2B*T*w*V."""
         w = self.cfg.embedding_dim

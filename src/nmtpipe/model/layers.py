@@ -131,12 +131,13 @@ class EncoderDecoder(keras.Model):
         "src" or "tgt", the axis of each of its weights that indexes the pieces).
 
         Here the embeddings (one row per piece; with share_embeddings one layer,
-        src_embedding); a subclass adds its output layer.
+        src_embedding) and the last axis of output_proj (kernel columns and bias of a
+        Dense; the bias of a TiedOutput, whose kernel is tgt_embedding).
         """
         axes = {"src_embedding": ("src", 0)}
         if not self.cfg.share_embeddings:
             axes["tgt_embedding"] = ("tgt", 0)
-        return axes
+        return {**axes, "output_proj": ("tgt", -1)}
 
     def forward_flops(self, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
         """Matmul FLOPs of the training forward pass per part, for one batch of `batch`

@@ -320,12 +320,6 @@ class Transformer(EncoderDecoder):
             }[part]
         )
 
-    @property
-    def vocab_axes(self) -> dict[str, tuple[str, int]]:
-        """The embeddings' rows, and the last axis of output_proj (kernel columns and bias
-        of a Dense; the bias of a TiedOutput, whose kernel is tgt_embedding)."""
-        return {**super().vocab_axes, "output_proj": ("tgt", -1)}
-
     def forward_flops(self, batch: int, src_len: int, tgt_len: int) -> dict[str, int]:
         """Matmul FLOPs per part for B sentences padded to S source and T target positions,
         with width w, feed-forward f, target vocabulary V (fusing the q, k, v projections
