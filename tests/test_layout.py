@@ -105,3 +105,16 @@ def test_the_readme_is_short_and_links_every_docs_page():
     pages = sorted(path.name for path in (ROOT / "docs").glob("*.md"))
     assert "params.md" in pages and "results.md" in pages
     assert [page for page in pages if f"(docs/{page})" not in readme] == []
+
+
+def test_only_the_commands_import_serving():
+    """serving/ holds commands (cli.py names them as strings): only the export stage imports
+    one; the library (search.translator and the rest) imports none."""
+    commands = {"stages/export.py"}
+    importers = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if "serving" not in path.relative_to(PACKAGE).parts
+        and any(name.startswith("nmtpipe.serving") for name in nmtpipe_imports(path))
+    }
+    assert importers == commands

@@ -438,8 +438,9 @@ def test_robustness_translate_corrupt_model(model_dir, tmp_path):
 @pytest.fixture(scope="module")
 def loaded(model_dir):
     from nmtpipe.modeldir import load_model_dir
+    from nmtpipe.search.tensorflow_engine import TensorFlowEngine
 
-    return load_model_dir(model_dir)
+    return TensorFlowEngine(load_model_dir(model_dir))
 
 
 @pytest.mark.slow  # 30 examples through greedy search: ~10 s
@@ -447,7 +448,7 @@ def loaded(model_dir):
 @given(st.lists(st.text(max_size=40), max_size=6))
 def test_robustness_translate_any_unicode(loaded, sentences):
     from nmtpipe.search.settings import SearchSettings
-    from nmtpipe.serving.translate import translate_sentences
+    from nmtpipe.search.translator import translate_sentences
 
     hyps = translate_sentences(loaded, sentences, SearchSettings(max_len_ratio=0.5), 4)
     assert len(hyps) == len(sentences)

@@ -21,7 +21,10 @@ COMMANDS = {
     "train": ("nmtpipe.stages.train", "stage: train the attention model"),
     "evaluate": ("nmtpipe.stages.evaluate", "stage: BLEU/chrF/TER on the test split"),
     "export": ("nmtpipe.stages.export", "stage: TensorFlow SavedModel for serving"),
-    "translate": ("nmtpipe.serving.translate", "translate stdin (or --input) with a trained model"),
+    "translate": (
+        "nmtpipe.serving.translate",
+        "translate stdin (or --input): TensorFlow or CTranslate2 (the Transformer's export)",
+    ),
     "preset": (
         "nmtpipe.tools.preset",
         "write a preset's values into params.yaml (--list: presets)",

@@ -1,9 +1,15 @@
-"""The trained-model directory: everything translation needs, nothing else.
+"""The directories a model is used from: everything translation needs, nothing else.
+
+The trained-model directory (train's data/model), for the TensorFlow engine:
 
 model.keras   the Keras encoder-decoder (weights + architecture)
 config.json   resolved config: language pair, vocab sizes, model/train params
 src.model     SentencePiece source tokenizer
 tgt.model     SentencePiece target tokenizer
+
+The CTranslate2 directory (export's data/export/ctranslate2, a Transformer only), for
+the CTranslate2 engine: CTranslate2's model.bin, config.json and vocabularies,
+src.model, tgt.model and CT2_INFO. Reading it imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from nmtpipe.cores import start_tensorflow
@@ -20,6 +26,9 @@ from nmtpipe.fileio import write_json
 from nmtpipe.ids.tokenizer import load_tokenizer
 from nmtpipe.layout import MODEL_CONFIG, MODEL_FILE, SIDES, tokenizer_file
 
+CT2_DIR = "ctranslate2"  # the CTranslate2 directory inside the export stage's directory
+CT2_INFO = "nmtpipe.json"  # in a CTranslate2 directory: language pair, decoding limits
+
 
 @dataclass
 class TrainedModel:
@@ -27,8 +36,17 @@ class TrainedModel:
     config: dict
     sp_src: object  # sentencepiece.SentencePieceProcessor
     sp_tgt: object
-    # SearchSettings -> decoder, made by serving.translate.translate_sentences
-    decoders: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass
+class CTranslate2Model:
+    """A CTranslate2 directory, checked: its path, CT2_INFO and tokenizers (the model
+    itself is loaded by `search.ctranslate2_engine`)."""
+
+    path: Path
+    info: dict  # language pair, quantization, max_positions, decoding limits
+    sp_src: object
+    sp_tgt: object
 
 
 def save_model_dir(out_dir: Path, model, config: dict, tokenizer_dir: Path) -> None:
@@ -121,3 +139,29 @@ def _check_pair(have: tuple, model_dir: Path, src_lang, tgt_lang) -> None:
         raise ModelError(
             f"{model_dir}: model translates {have[0]}->{have[1]}, not {src_lang}->{tgt_lang}"
         )
+
+
+def is_ctranslate2_dir(path: Path) -> bool:
+    """Whether path is a CTranslate2 directory (holds CT2_INFO)."""
+    return (Path(path) / CT2_INFO).is_file()
+
+
+def load_ctranslate2_dir(path: Path, pair: tuple[str | None, str | None] = (None, None)):
+    """Read a CTranslate2 directory's CT2_INFO and tokenizers; a missing or broken part, or
+    another language pair (as in `load_model_dir`), is a one-line ModelError."""
+    path = Path(path)
+    try:
+        info = json.loads((path / CT2_INFO).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(
+            f"{path / CT2_INFO}: CTranslate2 model not found (a Transformer's export: "
+            "dvc repro export)"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise ModelError(f"{path / CT2_INFO}: invalid ({first_line(err)})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("max_positions"), int):
+        raise ModelError(f"{path / CT2_INFO}: no max_positions (not written by nmtpipe export)")
+    have = (info.get("src_lang"), info.get("tgt_lang"))
+    _check_pair(have, path, *(want or got for want, got in zip(pair, have, strict=True)))
+    sp_src, sp_tgt = (load_tokenizer(tokenizer_file(path, side)) for side in SIDES)
+    return CTranslate2Model(path, info, sp_src, sp_tgt)

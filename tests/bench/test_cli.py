@@ -99,7 +99,9 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     )
     translate = figures["translate"]
     assert translate["sentences"] == 6 and translate["batch_size"] == 4
-    assert translate["greedy_sentences_per_s"] > 0 and translate["beam3_sentences_per_s"] > 0
+    assert translate["greedy_tensorflow_sentences_per_s"] > 0
+    assert translate["beam3_tensorflow_sentences_per_s"] > 0
+    assert translate["ctranslate2"] == "not measured: CTranslate2 has no RNN (model.arch rnn)"
     assert figures["memory"]["peak_rss_mib"] > 0
     assert figures["test"]["bleu"] == 1.5 and figures["test"]["chrf_signature"] == "nrefs:1|nc:6"
     assert figures["gap"] and all(isinstance(line, str) for line in figures["gap"])
@@ -111,6 +113,30 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     assert any(line.startswith("time.encoder: ") and "GFLOP/s" in line for line in out)
     assert all(": " in line for line in out)
     assert list(dict.fromkeys(line.split(".")[0].split(":")[0] for line in out)) == sections
+
+
+@pytest.mark.slow  # traces a Transformer's greedy and beam search
+def test_bench_times_both_engines_where_the_model_has_a_ctranslate2_export(pipeline):
+    from argparse import Namespace
+
+    from nmtpipe.bench.cli import ctranslate2_engine, translation
+    from nmtpipe.config import load_params
+    from nmtpipe.modeldir import load_model_dir
+    from nmtpipe.serving.ctranslate2_export import export_ctranslate2
+
+    trained, ct2 = load_model_dir(pipeline / "transformer"), pipeline / "export/ctranslate2"
+    missing = f"not measured: no CTranslate2 export in {ct2} (dvc repro export)"
+    assert ctranslate2_engine(trained, ct2) == (None, missing)
+    export_ctranslate2(trained, pipeline / "transformer", ct2, "int8", 2.0)
+    args = Namespace(split=pipeline / "split", sentences=6, batch_size=4, beam=2, rounds=1)
+    args.ctranslate2 = ct2
+    figures = translation(trained, args, load_params(pipeline / "params.yaml"))
+    rates = [f"{search}_{engine}_sentences_per_s" for search in ("greedy", "beam2")
+             for engine in ("tensorflow", "ctranslate2")]  # fmt: skip
+    assert list(figures) == ["sentences", "batch_size", "ctranslate2", *rates]
+    assert all(figures[name] > 0 for name in rates)
+    assert figures["ctranslate2"].startswith(f"{ct2} (int8, ")
+    assert figures["ctranslate2"].endswith(" inter threads x 1 intra)")
 
 
 @pytest.mark.slow  # traces four step functions of a Transformer: ~13 s

@@ -252,3 +252,81 @@ def test_rnn_export_writes_no_ctranslate2_model(tokenizers, tmp_path, caplog):
     assert (
         json.loads((tmp_path / "export/config.json").read_text())["export"]["ctranslate2"] is None
     )
+
+
+@pytest.fixture(scope="module")
+def engines(trained_dir, tmp_path_factory):
+    """(TensorFlowEngine, CTranslate2Engine) of the trained model, its float32 export."""
+    from nmtpipe.modeldir import load_ctranslate2_dir, load_model_dir
+    from nmtpipe.search.ctranslate2_engine import CTranslate2Engine
+    from nmtpipe.search.tensorflow_engine import TensorFlowEngine
+    from nmtpipe.serving.ctranslate2_export import export_ctranslate2
+
+    trained, out = load_model_dir(trained_dir), tmp_path_factory.mktemp("engines") / "ct2"
+    export_ctranslate2(trained, trained_dir, out, "float32", 2.0)
+    return TensorFlowEngine(trained), CTranslate2Engine(load_ctranslate2_dir(out))
+
+
+def sorted_batches(engine, sentences: list[str], batch_size: int) -> list[list[list[int]]]:
+    from nmtpipe.search.translator import source_ids
+
+    src = sorted(source_ids(engine.sp_src, sentences), key=len)
+    return [src[i : i + batch_size] for i in range(0, len(src), batch_size)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ratio", [2.0, 0.6])
+def test_the_ctranslate2_engine_is_the_tensorflow_engine_in_greedy_search(engines, ratio):
+    """Token for token, in batches of several lengths: CTranslate2 runs each batch with its
+    longest limit and cuts each hypothesis to its own, which is exact for greedy search."""
+    from nmtpipe.search.settings import SearchSettings
+    from nmtpipe.search.translator import translate_sentences
+
+    tensorflow, ctranslate2 = engines
+    settings = SearchSettings(max_len_ratio=ratio)
+    sentences = [s for s, _ in PAIRS[300:348]] + ["The cat sleeps on my bed every night."]
+    batches = sorted_batches(tensorflow, sentences, 8)
+    want = list(tensorflow.decode_batches(batches, settings))
+    assert list(ctranslate2.decode_batches(batches, settings)) == want
+    cut = [  # hypotheses at their own limit, below their batch's longest
+        len(hyp) == settings.max_target_len(len(src)) < settings.max_target_len(len(batch[-1]))
+        for batch, hyps in zip(batches, want, strict=True)
+        for src, hyp in zip(batch, hyps, strict=True)
+    ]
+    assert sum(cut) >= 2
+    assert translate_sentences(ctranslate2, sentences, settings) == translate_sentences(
+        tensorflow, sentences, settings
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0, 2.0])
+def test_ctranslate2s_length_penalty_is_nmtpipes(engines, length_penalty):
+    """CTranslate2, called as the engine calls it, scores a hypothesis
+    log-probability / length**length_penalty with the EOS counted, as nmtpipe's beam search."""
+    from nmtpipe.search.ctranslate2_engine import call_options
+    from nmtpipe.search.settings import SearchSettings
+
+    model = engines[0].model
+    _, ctranslate2 = engines
+    sp_src, sp_tgt = ctranslate2.sp_src, ctranslate2.sp_tgt
+    sentences = [s for s, _ in PAIRS[300:316]]
+    options = call_options(SearchSettings(3, length_penalty), 12)  # some end there, no EOS
+    results = ctranslate2.translator.translate_batch(
+        sp_src.encode(sentences, out_type=str),
+        **{**options, "num_hypotheses": 3, "return_scores": True},
+    )
+    hyps = [
+        (i, h, s)
+        for i, r in enumerate(results)
+        for h, s in zip(r.hypotheses, r.scores, strict=True)
+    ]
+    src_ids = [sp_src.encode(sentences[i]) + [3] for i, _, _ in hyps]
+    tgt_ids = [[sp_tgt.piece_to_id(p) for p in pieces] for _, pieces, _ in hyps]
+    ended = [len(ids) < 12 for ids in tgt_ids]
+    assert 0 < sum(ended) < len(hyps)
+    log_probs = keras_log_probs(model, src_ids, tgt_ids)  # each piece, then EOS
+    for (_, _, score), row, ids, eos in zip(hyps, log_probs, tgt_ids, ended, strict=True):
+        length = len(ids) + eos  # the EOS counts where it ended with one
+        want = row[:length].sum() / length**length_penalty
+        assert score == pytest.approx(want, rel=1e-4, abs=1e-4)

@@ -116,8 +116,9 @@ def test_export_translates_like_greedy_search_without_nmtpipe(models, tmp_path):
     """A request's translations are translate_sentences', whatever the batching."""
     from nmtpipe.modeldir import load_model_dir
     from nmtpipe.search.settings import SearchSettings
+    from nmtpipe.search.tensorflow_engine import TensorFlowEngine
+    from nmtpipe.search.translator import translate_sentences
     from nmtpipe.serving.export import export_model
-    from nmtpipe.serving.translate import translate_sentences
 
     (tmp_path / "params.yaml").write_text("export:\n  max_len_ratio: 1.5\n")
     result = run_nmtpipe("export", "--model", str(models[0]), "--out", "out/a", cwd=tmp_path)
@@ -131,14 +132,14 @@ def test_export_translates_like_greedy_search_without_nmtpipe(models, tmp_path):
     served = serve([tmp_path / "out/a", tmp_path / "out/b"], requests)
     sentences = [sentence for request in requests for sentence in request]
     for model_dir, answers in zip(models, served, strict=True):
-        trained = load_model_dir(model_dir)
+        engine = TensorFlowEngine(load_model_dir(model_dir))
         # The length limit is each sentence's own: any batching translates alike.
         for batch_size in (1, 3, 64):
             expected = translate_sentences(
-                trained, sentences, SearchSettings(max_len_ratio=1.5), batch_size
+                engine, sentences, SearchSettings(max_len_ratio=1.5), batch_size
             )
             assert [hyp for answer in answers for hyp in answer] == expected
-        assert len(trained.decoders) == 1  # made once, reused by the later calls
+        assert len(engine.decoders) == 1  # made once, reused by the later calls
     hyps = served[0][0]
     assert len(hyps) == len(SENTENCES) and hyps[1] == hyps[3] == hyps[4] == ""
     assert len({len(h) for h in hyps}) >= 4  # translations end at various lengths

@@ -15,7 +15,9 @@ work, the least disturbed run is the best estimate of the cost.
   GFLOP/s (flops.py) against the roof;
 - where a training step's time goes: each forward part, the backward pass and the
   optimizer, timed separately on the same batches, interleaved with the steps;
-- translation throughput, greedy and beam search, on distinct test sources;
+- translation throughput, greedy and beam search, on distinct test sources, with the
+  TensorFlow engine and, where the model has a CTranslate2 export (--ctranslate2),
+  with CTranslate2 beside it (`inter_threads` one per core, `intra_threads` 1);
 - peak memory (max RSS) and the test scores of reports/metrics.json.
 """
 
@@ -249,22 +251,52 @@ def explain(figures: dict) -> list[str]:
 
 
 def translation(trained, args, params) -> dict:
-    """Sentences/s of greedy and beam search on up to args.sentences distinct test sources."""
+    """Sentences/s of greedy and beam search on up to args.sentences distinct test sources,
+    with the TensorFlow engine and, beside it, CTranslate2 where the model has an export
+    (args.ctranslate2); the "ctranslate2" figure says which, or why not."""
     from nmtpipe.bench.timing import time_translation
     from nmtpipe.evaluation.scoring import group_references
+    from nmtpipe.search.settings import SearchSettings
+    from nmtpipe.search.tensorflow_engine import TensorFlowEngine
 
     sources, _ = group_references(*read_split(args.split, "test"))
     sources = sources[: args.sentences]
     if not sources:
         raise ModelError(f"{split_files(args.split, 'test')[0]}: the test split is empty")
     batch_size = args.batch_size or params.evaluate.batch_size
-    figures = {"sentences": len(sources), "batch_size": batch_size}
+    ct2, about = ctranslate2_engine(trained, args.ctranslate2)
+    figures = {"sentences": len(sources), "batch_size": batch_size, "ctranslate2": about}
+    engines = [TensorFlowEngine(trained)] + ([ct2] if ct2 else [])
+    cfg = params.evaluate
     for beam in dict.fromkeys((1, args.beam)):  # --beam 1: greedy only
         name = "greedy" if beam == 1 else f"beam{beam}"
-        log.info("translating %d test sentences (%s)", len(sources), name)
-        rate = time_translation(trained, sources, batch_size, beam, params.evaluate, args.rounds)
-        figures[f"{name}_sentences_per_s"] = round(rate, 1)
+        settings = SearchSettings(beam, cfg.length_penalty, cfg.max_len_ratio)
+        for engine in engines:
+            log.info("translating %d test sentences (%s, %s)", len(sources), engine.name, name)
+            rate = time_translation(engine, sources, batch_size, settings, args.rounds)
+            figures[f"{name}_{engine.name}_sentences_per_s"] = round(rate, 1)
     return figures
+
+
+def ctranslate2_engine(trained, ct2_dir: Path):
+    """(the CTranslate2 engine of the model's export, or None; a line saying which or why
+    not). An export of another model (architecture or language pair) is not measured."""
+    from nmtpipe.modeldir import is_ctranslate2_dir, load_ctranslate2_dir
+    from nmtpipe.search.ctranslate2_engine import CTranslate2Engine
+
+    arch = trained.model.cfg.arch
+    if arch != "transformer":
+        return None, f"not measured: CTranslate2 has no RNN (model.arch {arch})"
+    if not is_ctranslate2_dir(ct2_dir):
+        return None, f"not measured: no CTranslate2 export in {ct2_dir} (dvc repro export)"
+    pair = (trained.config.get("src_lang"), trained.config.get("tgt_lang"))
+    try:
+        engine = CTranslate2Engine(load_ctranslate2_dir(ct2_dir, pair))
+    except ModelError as err:
+        return None, f"not measured: {err}"
+    quantization = engine.info.get("quantization")
+    threads = f"{engine.inter_threads} inter threads x {engine.intra_threads} intra"
+    return engine, f"{ct2_dir} ({quantization}, {threads})"
 
 
 def read_test_scores(path: Path) -> dict:
@@ -315,6 +347,12 @@ OPTIONS = (  # name, type, default, help
     ("--sentences", int, None, "distinct test sources translated (default: all)"),
     ("--batch-size", int, None, "decoding batch size (default: evaluate.batch_size)"),
     ("--beam", int, 5, "beam size measured beside greedy search (default: 5)"),
+    (
+        "--ctranslate2",
+        Path,
+        Path("data/export/ctranslate2"),
+        "the model's CTranslate2 export, timed beside TensorFlow where there is one",
+    ),
     ("--json", Path, None, "also write the figures to this JSON file"),
     (
         "--precision",

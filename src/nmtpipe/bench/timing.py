@@ -17,7 +17,7 @@ from nmtpipe.config import PRECISIONS
 from nmtpipe.model.build import build_model
 from nmtpipe.model.losses import masked_loss
 from nmtpipe.search.settings import SearchSettings
-from nmtpipe.serving.translate import translate_sentences
+from nmtpipe.search.translator import Engine, translate_sentences
 from nmtpipe.training.precision import cpu_flags, dtype_policy, supported_precision
 from nmtpipe.training.train import compile_model, set_determinism
 
@@ -172,14 +172,16 @@ def _row(seconds: float, flops: int, steps: int, step_seconds: float) -> dict:
     }
 
 
-def time_translation(trained, sources: list[str], batch_size: int, beam: int, cfg, rounds: int):
-    """Sentences/s translating `sources`, the best of `rounds` runs (after a warm-up batch
-    that traces the decoder's graphs)."""
-    settings = SearchSettings(beam, cfg.length_penalty, cfg.max_len_ratio)
-    translate_sentences(trained, sources[:8], settings, batch_size, desc="warm-up")
+def time_translation(
+    engine: Engine, sources: list[str], batch_size: int, settings: SearchSettings, rounds: int
+) -> float:
+    """Sentences/s translating `sources` with either engine, the best of `rounds` runs
+    (after a warm-up batch that traces the TensorFlow decoder's graphs)."""
+    label = f"{engine.name} beam {settings.beam_size}"
+    translate_sentences(engine, sources[:8], settings, batch_size, desc="warm-up")
     seconds = []
     for _ in range(rounds):
         started = time.perf_counter()
-        translate_sentences(trained, sources, settings, batch_size, desc=f"beam {beam}")
+        translate_sentences(engine, sources, settings, batch_size, desc=label)
         seconds.append(time.perf_counter() - started)
     return len(sources) / min(seconds)

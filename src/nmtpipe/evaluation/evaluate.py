@@ -32,7 +32,8 @@ from nmtpipe.layout import HYPOTHESES, SENTENCE_SCORES, SPLIT_SIZES, split_files
 from nmtpipe.model.ids import BOS_ID, EOS_ID
 from nmtpipe.modeldir import check_pair, load_model_dir
 from nmtpipe.search.settings import SearchSettings
-from nmtpipe.serving.translate import translate_sentences
+from nmtpipe.search.tensorflow_engine import TensorFlowEngine
+from nmtpipe.search.translator import translate_sentences
 
 log = logging.getLogger(__name__)
 ATTENTION_EXAMPLES = 4
@@ -75,9 +76,10 @@ def test_set(split_dir: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def decode(trained, sources: list[str], cfg: EvaluateConfig, desc: str = "translate"):
-    """The hypotheses of `sources` with the evaluate section's search settings."""
+    """The hypotheses of `sources` (TensorFlow engine) with the evaluate section's search
+    settings."""
     settings = SearchSettings(cfg.beam_size, cfg.length_penalty, cfg.max_len_ratio)
-    return translate_sentences(trained, sources, settings, cfg.batch_size, desc=desc)
+    return translate_sentences(TensorFlowEngine(trained), sources, settings, cfg.batch_size, desc)
 
 
 def evaluate_model(

@@ -23,8 +23,7 @@ from typing import Annotated, NamedTuple
 import tensorflow as tf
 
 from nmtpipe.model.ids import PAD_ID
-
-EXTRA_PIECES = 10  # a target may be this many pieces longer than max_len_ratio * source
+from nmtpipe.search.settings import EXTRA_PIECES
 
 
 class Axis(enum.Enum):

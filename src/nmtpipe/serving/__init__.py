@@ -1,1 +1,2 @@
-"""Serving: `nmtpipe translate` and the SavedModel export."""
+"""The serving commands: `nmtpipe translate` and the export (SavedModel, CTranslate2);
+the translating itself is `search.translator`'s."""

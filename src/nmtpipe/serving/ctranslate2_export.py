@@ -21,8 +21,9 @@ quantizes and writes it. What the spec is told, and why:
   SentencePiece pieces only; the decoder starts from `<s>`.
 
 The output directory is self-contained: CTranslate2's model.bin, config.json and
-vocabularies, the SentencePiece models (src.model, tgt.model) and `INFO_FILE` (the
-language pair, quantization, decoding limits).
+vocabularies, the SentencePiece models (src.model, tgt.model) and `modeldir.CT2_INFO`
+(the language pair, quantization, decoding limits), read by
+`search.ctranslate2_engine`.
 """
 
 from __future__ import annotations
@@ -39,12 +40,11 @@ from nmtpipe.errors import ModelError
 from nmtpipe.fileio import write_json
 from nmtpipe.layout import SIDES, tokenizer_file
 from nmtpipe.model.transformer import positions
-from nmtpipe.search.loop import EXTRA_PIECES
-from nmtpipe.serving.translate import MAX_INPUT_PIECES
+from nmtpipe.modeldir import CT2_INFO
+from nmtpipe.search.settings import SearchSettings
+from nmtpipe.search.translator import MAX_INPUT_PIECES
 
 log = logging.getLogger(__name__)
-CT2_DIR = "ctranslate2"  # inside the export directory
-INFO_FILE = "nmtpipe.json"
 QUANTIZATIONS = ("int8", "int8_float32", "int16", "float32")  # CTranslate2's CPU types
 MIN_POSITIONS = 1024  # CTranslate2 truncates sources to max_input_length=1024 by default
 
@@ -142,7 +142,8 @@ class KerasTransformerConverter(ctranslate2.converters.Converter):
 def max_positions(max_len_ratio: float) -> int:
     """Rows of the position table: CTranslate2's default source limit, or more when
     nmtpipe's decoding limit for the longest input (MAX_INPUT_PIECES) is longer."""
-    return max(MIN_POSITIONS, int(max_len_ratio * MAX_INPUT_PIECES) + EXTRA_PIECES)
+    longest = SearchSettings(max_len_ratio=max_len_ratio).max_target_len(MAX_INPUT_PIECES)
+    return max(MIN_POSITIONS, longest)
 
 
 def export_ctranslate2(
@@ -155,7 +156,7 @@ def export_ctranslate2(
         model_dir: its directory (the SentencePiece models are copied from there).
         out_dir: the CTranslate2 directory to write.
         quantization: one of QUANTIZATIONS.
-        max_len_ratio: nmtpipe's decoding limit, recorded in INFO_FILE.
+        max_len_ratio: nmtpipe's decoding limit, recorded in CT2_INFO.
     """
     rows = max_positions(max_len_ratio)
     converter = KerasTransformerConverter(trained.model, trained.sp_src, trained.sp_tgt, rows)
@@ -170,5 +171,5 @@ def export_ctranslate2(
         "max_len_ratio": max_len_ratio,
         "max_input_pieces": MAX_INPUT_PIECES,
     }
-    write_json(Path(out_dir) / INFO_FILE, info)
+    write_json(Path(out_dir) / CT2_INFO, info)
     log.info("wrote the CTranslate2 model (%s) to %s", quantization, out_dir)

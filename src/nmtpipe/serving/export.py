@@ -7,7 +7,7 @@ returns {"translation": tf.string [batch]}. SentencePiece runs inside the graph
 (tensorflow-text ops) and so does greedy search, so a client needs TensorFlow and
 tensorflow-text only: `import tensorflow_text` (it registers the ops), then
 `tf.saved_model.load`. Blank inputs give empty outputs and inputs longer than
-MAX_INPUT_PIECES pieces are truncated, as in `translate_sentences`. One request is
+MAX_INPUT_PIECES pieces are truncated, as in `search.translator.translate_sentences`. One request is
 decoded as one batch; the length limit is each sentence's own, so a translation does
 not depend on the other sentences of its request.
 """
@@ -26,10 +26,10 @@ from nmtpipe.config import ExportConfig
 from nmtpipe.fileio import atomic_dir, write_json
 from nmtpipe.layout import MODEL_CONFIG, SIDES, tokenizer_file
 from nmtpipe.model.ids import EOS_ID, PAD_ID
-from nmtpipe.modeldir import load_model_dir
+from nmtpipe.modeldir import CT2_DIR, load_model_dir
 from nmtpipe.search.greedy import greedy_search, hyp_lengths
-from nmtpipe.serving.ctranslate2_export import CT2_DIR, export_ctranslate2
-from nmtpipe.serving.translate import MAX_INPUT_PIECES
+from nmtpipe.search.translator import MAX_INPUT_PIECES
+from nmtpipe.serving.ctranslate2_export import export_ctranslate2
 
 log = logging.getLogger(__name__)
 SIGNATURE = "serving_default"
@@ -90,7 +90,7 @@ class Translator(tf.Module):
     def _translate(self, sentences):
         """Non-blank sentences (batch) -> greedy translations (batch strings)."""
         pieces = self.src_tokenizer.tokenize(sentences)  # batch x (pieces), ragged
-        pieces = pieces[:, : MAX_INPUT_PIECES - 1]  # room for EOS, as translate._truncate
+        pieces = pieces[:, : MAX_INPUT_PIECES - 1]  # room for EOS, as translator.truncate
         eos = tf.RaggedTensor.from_tensor(tf.fill([tf.shape(sentences)[0], 1], EOS_ID))
         src = tf.concat([pieces, eos], axis=1).to_tensor(default_value=PAD_ID)  # batch x src_len
         hyps = greedy_search(self.model, src, self.max_len_ratio)  # batch x steps

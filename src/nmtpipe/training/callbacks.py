@@ -16,7 +16,8 @@ import keras
 from nmtpipe.evaluation.scoring import score_bleu
 from nmtpipe.modeldir import TrainedModel
 from nmtpipe.search.settings import SearchSettings
-from nmtpipe.serving.translate import translate_sentences
+from nmtpipe.search.tensorflow_engine import TensorFlowEngine
+from nmtpipe.search.translator import translate_sentences
 
 TIMING = ("epoch_time_s", "pairs_per_s", "tgt_tokens_per_s")  # the logs Throughput adds
 
@@ -69,16 +70,16 @@ class DevBleu(keras.callbacks.Callback):
         super().__init__()
         self.sources, self.refs = sources, refs
         self.sp_src, self.sp_tgt, self.batch_size = sp_src, sp_tgt, batch_size
-        self.trained = None
+        self.engine = None
 
     def on_train_begin(self, logs=None):
         # its greedy decoder is traced on the first epoch and reused by the later ones
-        self.trained = TrainedModel(self.model, {}, self.sp_src, self.sp_tgt)
+        self.engine = TensorFlowEngine(TrainedModel(self.model, {}, self.sp_src, self.sp_tgt))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self.sources:
             return
         hyps = translate_sentences(
-            self.trained, self.sources, SearchSettings(), self.batch_size, desc="dev BLEU"
+            self.engine, self.sources, SearchSettings(), self.batch_size, desc="dev BLEU"
         )
         logs["val_bleu"] = score_bleu(hyps, self.refs)
