@@ -65,10 +65,11 @@ def check_train(cfg, strategy: tf.distribute.Strategy) -> None:
     differ in size. Later partial batches (a bucket's last) may split unevenly.
     """
     replicas = strategy.num_replicas_in_sync
-    if any(size % replicas for size in set(train_batch_sizes(cfg))):
+    sizes = sorted(set(train_batch_sizes(cfg)))
+    if cfg.max_tokens and any(size % replicas for size in sizes):
         raise ConfigError(
-            f"train.max_tokens {cfg.max_tokens} gives batches of "
-            f"{sorted(set(train_batch_sizes(cfg)))} pairs, not all multiples of the "
+            f"train.max_tokens {cfg.max_tokens} gives batches of {sizes} pairs, not all "
+            f"multiples of the "
             f"{replicas} replicas of train.distribute (raise train.max_tokens)"
         )
     if cfg.batch_size % replicas:
