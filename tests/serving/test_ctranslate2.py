@@ -90,7 +90,7 @@ def keras_log_probs(model, src_ids, tgt_ids) -> list[np.ndarray]:
 
 def test_float32_scores_equal_the_keras_model(converted):
     """score_batch of (source, target) pieces = Keras' teacher-forced log-probabilities."""
-    from nmtpipe.ids.encode import encode_source
+    from nmtpipe.ids.tokenizer import encode_source
 
     model, sp_src, sp_tgt, translator = converted
     src, tgt = [s for s, _ in PAIRS[:12]], [t for _, t in PAIRS[:12]]
@@ -148,7 +148,7 @@ def trained_dir(tokenizers, tmp_path_factory) -> Path:
 def test_greedy_output_equals_nmtpipe_greedy_search(trained_dir, tmp_path):
     """CTranslate2's greedy search (beam 1, each sentence with nmtpipe's own length limit)
     gives nmtpipe's greedy pieces, token for token."""
-    from nmtpipe.ids.encode import encode_source
+    from nmtpipe.ids.tokenizer import encode_source
     from nmtpipe.modeldir import load_model_dir
     from nmtpipe.search.decoders import make_decoder
     from nmtpipe.search.loop import EXTRA_PIECES
@@ -268,9 +268,9 @@ def engines(trained_dir, tmp_path_factory):
 
 
 def sorted_batches(engine, sentences: list[str], batch_size: int) -> list[list[list[int]]]:
-    from nmtpipe.search.translator import source_ids
+    from nmtpipe.ids.tokenizer import encode_source
 
-    src = sorted(source_ids(engine.sp_src, sentences), key=len)
+    src = sorted(encode_source(engine.sp_src, sentences), key=len)
     return [src[i : i + batch_size] for i in range(0, len(src), batch_size)]
 
 

@@ -27,7 +27,7 @@ from nmtpipe.evaluation.scoring import (
     score_corpus,
 )
 from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json, write_lines
-from nmtpipe.ids.encode import encode_source
+from nmtpipe.ids.tokenizer import encode_source
 from nmtpipe.layout import HYPOTHESES, SENTENCE_SCORES, SPLIT_SIZES, split_files
 from nmtpipe.model.ids import BOS_ID, EOS_ID
 from nmtpipe.modeldir import check_pair, load_model_dir

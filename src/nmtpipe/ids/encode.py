@@ -18,10 +18,9 @@ from nmtpipe.config import TrainConfig
 from nmtpipe.errors import DataError
 from nmtpipe.fileio import atomic_dir, count_parallel, iter_parallel
 from nmtpipe.ids.records import write_shards
-from nmtpipe.ids.tokenizer import load_tokenizer
+from nmtpipe.ids.tokenizer import encode_source, load_tokenizer
 from nmtpipe.layout import SIDES, split_files, tokenizer_file
 from nmtpipe.logs import progress
-from nmtpipe.model.ids import EOS_ID
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +66,6 @@ def _chunks(pairs: Iterable[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]
     pairs = iter(pairs)
     while chunk := list(itertools.islice(pairs, CHUNK)):
         yield chunk
-
-
-def encode_source(sp_src, sentences: list[str]) -> list[list[int]]:
-    """Source ids end with EOS so the encoder sees where the sentence stops."""
-    return [ids + [EOS_ID] for ids in sp_src.encode(sentences)]
 
 
 def encode_pairs(

@@ -134,3 +134,8 @@ def load_tokenizer(path: Path) -> spm.SentencePieceProcessor:
         return spm.SentencePieceProcessor(model_proto=data)
     except RuntimeError:
         raise ModelError(f"{path}: not a valid SentencePiece model") from None
+
+
+def encode_source(sp_src, sentences: list[str]) -> list[list[int]]:
+    """Source ids end with EOS so the encoder sees where the sentence stops."""
+    return [ids + [EOS_ID] for ids in sp_src.encode(sentences)]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from nmtpipe.errors import ModelError
+from nmtpipe.ids.tokenizer import encode_source
 from nmtpipe.layout import MODEL_FILE
 from nmtpipe.logs import progress
 from nmtpipe.model.ids import EOS_ID
@@ -53,11 +54,6 @@ class Engine(Protocol):
         ...
 
 
-def source_ids(sp_src, sentences: list[str]) -> list[list[int]]:
-    """Source ids ending in EOS, as `ids.encode.encode_source` (which imports TensorFlow)."""
-    return [ids + [EOS_ID] for ids in sp_src.encode(sentences)]
-
-
 def truncate(ids: list[int]) -> list[int]:
     """Source ids cut to MAX_INPUT_PIECES, the last one kept EOS."""
     return ids if len(ids) <= MAX_INPUT_PIECES else ids[: MAX_INPUT_PIECES - 1] + [EOS_ID]
@@ -82,7 +78,7 @@ def translate_sentences(
     """
     outputs = [""] * len(sentences)
     todo = [i for i, s in enumerate(sentences) if s.strip()]
-    encoded = source_ids(engine.sp_src, [sentences[i] for i in todo])
+    encoded = encode_source(engine.sp_src, [sentences[i] for i in todo])
     too_long = sum(len(ids) > MAX_INPUT_PIECES for ids in encoded)
     if too_long:
         log.warning("%d input(s) longer than %d pieces were truncated", too_long, MAX_INPUT_PIECES)

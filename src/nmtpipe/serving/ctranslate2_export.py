@@ -17,7 +17,7 @@ quantizes and writes it. What the spec is told, and why:
   Keras kernels are [in, out], a spec's linear weights [out, in].
 - tied embeddings: the projection weight is the target embedding matrix, with
   `TiedOutput`'s bias (CTranslate2 stores the duplicate once, as an alias).
-- sources end with EOS (`ids.encode.encode_source`): `add_source_eos`, so a caller passes
+- sources end with EOS (`ids.tokenizer.encode_source`): `add_source_eos`, so a caller passes
   SentencePiece pieces only; the decoder starts from `<s>`.
 
 The output directory is self-contained: CTranslate2's model.bin, config.json and
