@@ -84,7 +84,8 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     for policy, roof_gflops in (("mixed_bfloat16", roof["bfloat16_gflops_n1024"]),
                                 ("float32", roof["gflops"])):  # fmt: skip
         gflops = train["gflop_per_step"] / steps[f"{policy}_step_ms"] * 1e3
-        assert steps[f"{policy}_roof_percent"] == pytest.approx(100 * gflops / roof_gflops, 2e-3)
+        rounded = steps[f"{policy}_roof_percent"]  # 3 significant digits: within 5e-3
+        assert rounded == pytest.approx(100 * gflops / roof_gflops, 5e-3)
     if not tf.config.list_physical_devices("GPU"):
         assert steps["mixed_float16_step_ms"].startswith("not measured: float16 needs a GPU")
     time = figures["time"]
