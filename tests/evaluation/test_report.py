@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nmtpipe.evaluation.report import Attention, ReportData, write_report
+from nmtpipe.evaluation.report import ReportData, write_report
 from nmtpipe.evaluation.scoring import bleu_by_length, group_references, score_bleu, score_corpus
+from nmtpipe.search.translator import Attention
 from tests.browser import probe_page
 from tests.conftest import sample_pairs
 

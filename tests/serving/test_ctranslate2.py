@@ -330,3 +330,33 @@ def test_ctranslate2s_length_penalty_is_nmtpipes(engines, length_penalty):
         length = len(ids) + eos  # the EOS counts where it ended with one
         want = row[:length].sum() / length**length_penalty
         assert score == pytest.approx(want, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_both_engines_give_the_same_attention_and_nbest(engines):
+    """The page's heat map is the same whichever engine serves (the export's alignment
+    heads are the last layer's, averaged as Keras does); n-best lists start with the
+    1-best and hold distinct hypotheses."""
+    from nmtpipe.search.settings import SearchSettings
+    from nmtpipe.search.translator import translate_nbest, translate_with_attention
+
+    sentences = [s for s, _ in PAIRS[300:308]]
+    for sentence in sentences:
+        (text_tf, tf_attn), (text_ct2, ct2_attn) = (
+            translate_with_attention(engine, sentence) for engine in engines
+        )
+        assert text_tf == text_ct2 and tf_attn.tgt_pieces == ct2_attn.tgt_pieces
+        assert tf_attn.weights.shape == (len(tf_attn.tgt_pieces), len(tf_attn.src_pieces))
+        np.testing.assert_allclose(tf_attn.weights.sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(ct2_attn.weights, tf_attn.weights, atol=1e-5)
+    settings = SearchSettings(beam_size=4)
+    for engine in engines:
+        nbest = translate_nbest(engine, sentences + [""], settings, 3)
+        assert [hyps[0] for hyps in nbest] == translate_sentences_of(engine, sentences, settings)
+        assert nbest[-1] == [""] and all(len(set(h)) == len(h) == 3 for h in nbest[:-1])
+
+
+def translate_sentences_of(engine, sentences, settings) -> list[str]:
+    from nmtpipe.search.translator import translate_sentences
+
+    return translate_sentences(engine, sentences, settings) + [""]

@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sacrebleu.metrics import BLEU, CHRF
 
 from nmtpipe.config import EvaluateConfig
 from nmtpipe.errors import DataError, first_line
-from nmtpipe.evaluation.report import Attention, ReportData, write_report
+from nmtpipe.evaluation.report import ReportData, write_report
 from nmtpipe.evaluation.scoring import (
     REF_SEPARATOR,
     bleu_by_length,
@@ -29,11 +28,10 @@ from nmtpipe.evaluation.scoring import (
 from nmtpipe.fileio import atomic_dir, atomic_file, read_split, write_json, write_lines
 from nmtpipe.ids.tokenizer import encode_source
 from nmtpipe.layout import HYPOTHESES, SENTENCE_SCORES, SPLIT_SIZES, split_files
-from nmtpipe.model.ids import BOS_ID, EOS_ID
 from nmtpipe.modeldir import check_pair, load_model_dir
 from nmtpipe.search.settings import SearchSettings
 from nmtpipe.search.tensorflow_engine import TensorFlowEngine
-from nmtpipe.search.translator import translate_sentences
+from nmtpipe.search.translator import Attention, attention_of, translate_sentences
 
 log = logging.getLogger(__name__)
 ATTENTION_EXAMPLES = 4
@@ -173,33 +171,12 @@ def attention_examples(trained, sources: list[str], hyps: list[str]) -> list[Att
     (and at most 40 output pieces, so that the heat maps stay readable)."""
     if not trained.model.attends:
         return []
-    examples = []
+    engine, examples = TensorFlowEngine(trained), []
     for source, hyp in zip(sources, hyps, strict=True):
         src_ids = encode_source(trained.sp_src, [source])[0]
         tgt_ids = trained.sp_tgt.encode(hyp)
-        if not (4 <= len(src_ids) <= 16 and len(tgt_ids) <= 40):
-            continue
-        examples.append(
-            Attention(
-                [trained.sp_src.id_to_piece(i) for i in src_ids],
-                [trained.sp_tgt.id_to_piece(i) for i in tgt_ids + [EOS_ID]],
-                attention_weights(trained.model, src_ids, tgt_ids),
-            )
-        )
+        if 4 <= len(src_ids) <= 16 and len(tgt_ids) <= 40:
+            examples.append(attention_of(engine, src_ids, tgt_ids))
         if len(examples) == ATTENTION_EXAMPLES:
             break
     return examples
-
-
-def attention_weights(model, src_ids: list[int], tgt_ids: list[int]) -> np.ndarray | None:
-    """Attention of one translation, (len(tgt_ids) + 1) x len(src_ids), the last row for EOS.
-
-    Teacher-forced on the translation's own pieces: the decoder is deterministic
-    given its prefix, so these are the weights the search computed. None without
-    attention.
-    """
-    src = np.array([src_ids], dtype=np.int32)
-    tgt_in = np.array([[BOS_ID, *tgt_ids]], dtype=np.int32)
-    enc_out, enc_mask, states = model.encode(src)
-    _, _, weights = model.decode(tgt_in, enc_out, enc_mask, states)
-    return None if weights is None else np.asarray(weights)[0]

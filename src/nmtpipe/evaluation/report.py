@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from nmtpipe.config import ModelConfig, parse_section  # noqa: E402
 from nmtpipe.evaluation.scoring import REF_SEPARATOR  # noqa: E402
+from nmtpipe.search.translator import Attention  # noqa: E402
 
 REPORT_EXAMPLES = 8
 CURVES = (  # (title, [(label, dvclive plot file)])
@@ -31,15 +32,6 @@ CURVES = (  # (title, [(label, dvclive plot file)])
     ("Dev BLEU (greedy, fixed sample)", [("dev", "eval/bleu.tsv")]),
     ("Learning rate", [("Adam", "train/learning_rate.tsv")]),
 )  # no timings: the report is the same bytes for the same model (they are in *timing.json)
-
-
-@dataclass
-class Attention:
-    """Attention weights of one translation: target pieces x source pieces."""
-
-    src_pieces: list[str]
-    tgt_pieces: list[str]
-    weights: object  # numpy array, len(tgt_pieces) x len(src_pieces)
 
 
 @dataclass

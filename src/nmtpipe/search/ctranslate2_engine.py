@@ -30,8 +30,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 import ctranslate2
+import numpy as np
 
 from nmtpipe.cores import usable_cores
 from nmtpipe.errors import ConfigError, ModelError, first_line
@@ -59,6 +61,7 @@ class CTranslate2Engine:
     ):
         self.path, self.sp_src, self.sp_tgt = exported.path, exported.sp_src, exported.sp_tgt
         self.info = exported.info
+        self.pair = (exported.info.get("src_lang"), exported.info.get("tgt_lang"))
         self.inter_threads, self.intra_threads = inter_threads or usable_cores(), intra_threads
         try:
             self.translator = ctranslate2.Translator(
@@ -86,31 +89,60 @@ class CTranslate2Engine:
     ) -> Iterator[list[list[int]]]:
         """Target ids (no BOS/EOS) of each batch of source ids (each ending in EOS), in order;
         later batches are translated while earlier ones are read."""
+        for nbest in self.nbest_batches(batches, settings, 1):
+            yield [hyps[0] for hyps in nbest]
+
+    def nbest_batches(
+        self, batches: Iterable[list[list[int]]], settings: SearchSettings, n: int
+    ) -> Iterator[list[list[list[int]]]]:
+        """Up to n hypotheses' target ids per source, best first (at least n beams)."""
         self.check(settings)
+        settings = replace(settings, beam_size=max(settings.beam_size, n))
         queued = deque()
         for batch in batches:
-            queued.append(self._submit(batch, settings))
+            queued.append(self._submit(batch, settings, n))
             if len(queued) > QUEUED_PER_WORKER * self.inter_threads:
                 yield self._collect(*queued.popleft())
         while queued:
             yield self._collect(*queued.popleft())
 
-    def _submit(self, batch: list[list[int]], settings: SearchSettings):
-        """Queue a batch's calls; returns (each sentence's limit, its pending result)."""
+    def attention(self, src_ids: list[int], tgt_ids: list[int]) -> np.ndarray:
+        """Cross-attention of the last decoder layer, mean over heads (the export's
+        alignment heads), teacher-forced on tgt_ids, then EOS."""
+        pieces = [self.sp_src.id_to_piece(i) for i in src_ids[:-1]]  # the model adds EOS
+        prefix = [self.sp_tgt.id_to_piece(i) for i in tgt_ids] + ["</s>"]
+        # a piece after the EOS: a hypothesis that ends at a forced EOS comes back without
+        # the EOS's attention row (CTranslate2 4.x); one that goes on keeps it
+        (result,) = self.translator.translate_batch(
+            [pieces],
+            target_prefix=[prefix + ["<unk>"]],
+            return_attention=True,
+            max_decoding_length=len(prefix) + 2,
+            min_decoding_length=0,
+        )
+        weights = np.asarray(result.attention[0], np.float32)[: len(prefix)]
+        # CTranslate2 leaves out the column of the EOS it added: the rest of each row's 1
+        return np.concatenate([weights, 1.0 - weights.sum(axis=1, keepdims=True)], axis=1)
+
+    def _submit(self, batch: list[list[int]], settings: SearchSettings, n: int):
+        """Queue a batch's calls; returns (each sentence's limit, its pending result, n)."""
         limits = [settings.max_target_len(len(ids)) for ids in batch]
         pieces = [[self.sp_src.id_to_piece(i) for i in ids[:-1]] for ids in batch]  # no EOS
         pending = []
         for start, stop in call_runs(limits, settings.beam_size):
             options = call_options(settings, max(limits[start:stop]))
             pending += self.translator.translate_batch(
-                pieces[start:stop], asynchronous=True, **options
+                pieces[start:stop], asynchronous=True, num_hypotheses=n, **options
             )
-        return limits, pending
+        return limits, pending, n
 
-    def _collect(self, limits: list[int], pending: list) -> list[list[int]]:
-        """Each sentence's best hypothesis as ids, cut to its own limit."""
+    def _collect(self, limits: list[int], pending: list, n: int) -> list[list[list[int]]]:
+        """Each sentence's n best hypotheses as ids, each cut to its own limit."""
         return [
-            [self.sp_tgt.piece_to_id(p) for p in result.result().hypotheses[0][:limit]]
+            [
+                [self.sp_tgt.piece_to_id(p) for p in hyp[:limit]]
+                for hyp in result.result().hypotheses[:n]
+            ]
             for limit, result in zip(limits, pending, strict=True)
         ]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -53,6 +54,23 @@ class Engine(Protocol):
         by batch in order; each sentence with its own length limit."""
         ...
 
+    def nbest_batches(
+        self, batches: Iterable[list[list[int]]], settings: SearchSettings, n: int
+    ) -> Iterator[list[list[list[int]]]]:
+        """Up to n hypotheses' target ids per source, best first (beam search with at
+        least n beams), batch by batch in order."""
+        ...
+
+    def attention(self, src_ids: list[int], tgt_ids: list[int]):
+        """Cross-attention of one translation, (len(tgt_ids) + 1) x len(src_ids) (the last
+        row for EOS; src_ids ending in EOS), or None for a network without attention."""
+        ...
+
+    @property
+    def pair(self) -> tuple[str | None, str | None]:
+        """(source language, target language) the model translates."""
+        ...
+
 
 def truncate(ids: list[int]) -> list[int]:
     """Source ids cut to MAX_INPUT_PIECES, the last one kept EOS."""
@@ -76,22 +94,73 @@ def translate_sentences(
         batch_size: sentences decoded per batch.
         desc: the progress bar's label.
     """
-    outputs = [""] * len(sentences)
+    batches, outputs = _batches(engine, sentences, batch_size), [""] * len(sentences)
+    hyps = engine.decode_batches(([ids for _, ids in batch] for batch in batches), settings)
+    with progress(total=sum(map(len, batches)), desc=desc, unit=" sent") as bar:
+        for batch, batch_hyps in zip(batches, hyps, strict=True):
+            for (i, _), ids in zip(batch, batch_hyps, strict=True):
+                outputs[i] = engine.sp_tgt.decode(ids)
+            bar.update(len(batch))
+    return outputs
+
+
+def translate_nbest(
+    engine: Engine,
+    sentences: list[str],
+    settings: SearchSettings,
+    n: int,
+    batch_size: int = 64,
+) -> list[list[str]]:
+    """Up to n translations of each sentence, best first (beam search with at least n
+    beams); a blank sentence gets [""]. Batched and truncated as `translate_sentences`."""
+    batches, outputs = _batches(engine, sentences, batch_size), [[""] for _ in sentences]
+    hyps = engine.nbest_batches(([ids for _, ids in b] for b in batches), settings, n)
+    for batch, batch_hyps in zip(batches, hyps, strict=True):
+        for (i, _), nbest in zip(batch, batch_hyps, strict=True):
+            outputs[i] = [engine.sp_tgt.decode(ids) for ids in nbest] or [""]
+    return outputs
+
+
+def _batches(engine: Engine, sentences: list[str], batch_size: int) -> list[list[tuple]]:
+    """The non-blank sentences as (index, source ids) batches, sorted by length; sources
+    longer than MAX_INPUT_PIECES truncated, with a warning."""
     todo = [i for i, s in enumerate(sentences) if s.strip()]
     encoded = encode_source(engine.sp_src, [sentences[i] for i in todo])
     too_long = sum(len(ids) > MAX_INPUT_PIECES for ids in encoded)
     if too_long:
         log.warning("%d input(s) longer than %d pieces were truncated", too_long, MAX_INPUT_PIECES)
-    src = {i: truncate(ids) for i, ids in zip(todo, encoded, strict=True)}
-    order = sorted(todo, key=lambda i: len(src[i]))
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    hyps = engine.decode_batches(([src[i] for i in batch] for batch in batches), settings)
-    with progress(total=len(order), desc=desc, unit=" sent") as bar:
-        for batch, batch_hyps in zip(batches, hyps, strict=True):
-            for i, ids in zip(batch, batch_hyps, strict=True):
-                outputs[i] = engine.sp_tgt.decode(ids)
-            bar.update(len(batch))
-    return outputs
+    pairs = sorted(zip(todo, map(truncate, encoded), strict=True), key=lambda p: len(p[1]))
+    return [pairs[start : start + batch_size] for start in range(0, len(pairs), batch_size)]
+
+
+@dataclass
+class Attention:
+    """Cross-attention of one translation: target pieces (then EOS) x source pieces (then
+    EOS)."""
+
+    src_pieces: list[str]
+    tgt_pieces: list[str]
+    weights: object  # numpy array, len(tgt_pieces) x len(src_pieces); None without attention
+
+
+def attention_of(engine: Engine, src_ids: list[int], tgt_ids: list[int]) -> Attention:
+    """The Attention of translating src_ids (ending in EOS) into tgt_ids (no BOS/EOS),
+    teacher-forced on tgt_ids: the decoder is deterministic given its prefix, so for a
+    search's own output these are the weights it searched with."""
+    return Attention(
+        [engine.sp_src.id_to_piece(i) for i in src_ids],
+        [engine.sp_tgt.id_to_piece(i) for i in [*tgt_ids, EOS_ID]],
+        engine.attention(src_ids, tgt_ids),
+    )
+
+
+def translate_with_attention(
+    engine: Engine, sentence: str, settings: SearchSettings = DEFAULT_SETTINGS
+) -> tuple[str, Attention]:
+    """One sentence's translation and its Attention."""
+    src_ids = truncate(encode_source(engine.sp_src, [sentence])[0])
+    tgt_ids = next(iter(engine.decode_batches([[src_ids]], settings)))[0]
+    return engine.sp_tgt.decode(tgt_ids), attention_of(engine, src_ids, tgt_ids)
 
 
 def ctranslate2_dir(path: Path) -> Path | None:

@@ -107,6 +107,7 @@ class KerasTransformerConverter(ctranslate2.converters.Converter):
             cfg.heads,
             pre_norm=True,
             activation=common_spec.Activation.RELU,
+            alignment_heads=cfg.heads,  # return_attention: the mean over the last layer's heads
         )
         spec.config.layer_norm_epsilon = float(model.encoder_norm.epsilon)
         spec.config.add_source_eos = True
