@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,serve]'
 	$(BIN)/nmtpipe plots-template .dvc/offline-plots.html  # dvc plots without a CDN
 	touch $(STAMP)
 

@@ -25,6 +25,10 @@ COMMANDS = {
         "nmtpipe.serving.translate",
         "translate stdin (or --input): TensorFlow or CTranslate2 (the Transformer's export)",
     ),
+    "serve": (
+        "nmtpipe.serving.serve",
+        "serve a model over HTTP: LibreTranslate's API and a page (the serve extra)",
+    ),
     "preset": (
         "nmtpipe.tools.preset",
         "write a preset's values into params.yaml (--list: presets)",

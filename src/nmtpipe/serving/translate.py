@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from nmtpipe.errors import DataError
+from nmtpipe.errors import ConfigError, DataError
 from nmtpipe.modeldir import CT2_DIR, is_ctranslate2_dir
 from nmtpipe.search.settings import SearchSettings
 from nmtpipe.search.translator import ENGINES, load_engine, translate_sentences
@@ -43,9 +43,36 @@ def default_model(engine: str) -> Path:
     return PIPELINE_MODEL
 
 
-def parse_args(argv) -> argparse.Namespace:
-    """The command line; the search options' defaults are SearchSettings'."""
+def parse_search_args(parser: argparse.ArgumentParser) -> None:
+    """The language and search options (translate's and serve's); defaults are
+    SearchSettings'."""
     defaults = SearchSettings()
+    parser.add_argument("--src-lang", help="refuse a model that does not translate from this")
+    parser.add_argument("--tgt-lang", help="refuse a model that does not translate into this")
+    parser.add_argument(
+        "--beam", type=int, default=defaults.beam_size, help="beam size (1 = greedy search)"
+    )
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=defaults.length_penalty,
+        help="beam search: rank by log-probability / length**length_penalty",
+    )
+    parser.add_argument(
+        "--max-len-ratio",
+        type=float,
+        default=defaults.max_len_ratio,
+        help="at most this many target pieces per source piece, plus 10",
+    )
+
+
+def search_settings(args: argparse.Namespace) -> SearchSettings:
+    if args.beam < 1:
+        raise ConfigError(f"--beam must be at least 1, not {args.beam}")
+    return SearchSettings(args.beam, args.length_penalty, args.max_len_ratio)
+
+
+def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="nmtpipe translate",
         description="Translate sentences (one per line) from stdin or --input to stdout.",
@@ -63,24 +90,8 @@ def parse_args(argv) -> argparse.Namespace:
         help="auto (default): CTranslate2 for a CTranslate2 directory, else TensorFlow",
     )
     parser.add_argument("--input", type=Path, help="file to translate (default: stdin)")
-    parser.add_argument("--src-lang", help="refuse a model that does not translate from this")
-    parser.add_argument("--tgt-lang", help="refuse a model that does not translate into this")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
-    parser.add_argument(
-        "--beam", type=int, default=defaults.beam_size, help="beam size (1 = greedy search)"
-    )
-    parser.add_argument(
-        "--length-penalty",
-        type=float,
-        default=defaults.length_penalty,
-        help="beam search: rank by log-probability / length**length_penalty",
-    )
-    parser.add_argument(
-        "--max-len-ratio",
-        type=float,
-        default=defaults.max_len_ratio,
-        help="at most this many target pieces per source piece, plus 10",
-    )
+    parse_search_args(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.beam < 1:
         parser.error("--batch-size and --beam must be at least 1")
@@ -94,7 +105,7 @@ def main(argv=None) -> None:
     engine = load_engine(model, args.engine, (args.src_lang, args.tgt_lang))
     log.info("translating with %s (%s)", engine.name, model)
     lines = read_input(args.input)
-    settings = SearchSettings(args.beam, args.length_penalty, args.max_len_ratio)
+    settings = search_settings(args)
     hyps = translate_sentences(engine, lines, settings, args.batch_size)
     for hyp in hyps:
         sys.stdout.write(hyp.replace("\n", " ") + "\n")  # one line out per line in
