@@ -117,26 +117,38 @@ def test_attention_of_one_sentence(served, expected):
     assert all(abs(sum(row) - 1) < 1e-2 for row in body["weights"])
 
 
+def ask(**changes) -> dict:
+    """httpx keyword arguments of a JSON /translate request: a good one with changes (a
+    field set to None is left out)."""
+    fields = {"q": "a", "source": "en", "target": "es"} | changes
+    return {"json": {key: value for key, value in fields.items() if value is not None}}
+
+
+def raw(content: bytes) -> dict:
+    return {"content": content, "headers": {"content-type": "application/json"}}
+
+
+TOO_LONG = "Invalid request: 900 characters exceed the text limit (600)"
 BAD = {  # name: (request keyword arguments, status, start of the error)
-    "invalid JSON": ({"content": b"{q:", "headers": {"content-type": "application/json"}}, 400, "The request body is not valid JSON"),
+    "invalid JSON": (raw(b"{q:"), 400, "The request body is not valid JSON"),
     "not an object": ({"json": ["hello"]}, 400, "The request body must be a JSON object"),
-    "not UTF-8": ({"content": b'{"q": "\xff"}'}, 400, "The request body is not valid UTF-8"),
+    "not UTF-8": (raw(b'{"q": "\xff"}'), 400, "The request body is not valid UTF-8"),
     "multipart": ({"files": {"q": ("q.txt", b"hello")}}, 415, "Send the request as JSON"),
-    "no q": ({"json": {"source": "en", "target": "es"}}, 400, "Invalid request: missing q"),
-    "q a number": ({"json": {"q": 3, "source": "en", "target": "es"}}, 400, "Invalid request: q must be"),
-    "q a list of lists": ({"json": {"q": [["a"]], "source": "en", "target": "es"}}, 400, "Invalid request: q must be"),
-    "no source": ({"json": {"q": "a", "target": "es"}}, 400, "Invalid request: missing source"),
-    "no target": ({"json": {"q": "a", "source": "en"}}, 400, "Invalid request: missing target"),
-    "another pair": ({"json": {"q": "a", "source": "fr", "target": "es"}}, 400, "This server translates en to es, not fr to es"),
-    "reversed pair": ({"json": {"q": "a", "source": "es", "target": "en"}}, 400, "This server translates en to es"),
-    "html": ({"json": {"q": "<b>a</b>", "source": "en", "target": "es", "format": "html"}}, 400, "Format 'html' is not supported"),
-    "beam 0": ({"json": {"q": "a", "source": "en", "target": "es", "beam_size": 0}}, 400, "Invalid request: beam_size must be an integer from 1 to 16"),
-    "beam a word": ({"json": {"q": "a", "source": "en", "target": "es", "beam_size": "wide"}}, 400, "Invalid request: beam_size"),
-    "alternatives 99": ({"json": {"q": "a", "source": "en", "target": "es", "alternatives": 99}}, 400, "Invalid request: alternatives"),
-    "over the batch limit": ({"json": {"q": ["a"] * 9, "source": "en", "target": "es"}}, 400, "Invalid request: 9 texts exceed the batch limit (8)"),
-    "over the char limit": ({"json": {"q": ["a" * 300] * 3, "source": "en", "target": "es"}}, 400, "Invalid request: 900 characters exceed the text limit (600)"),
-    "over the body limit": ({"json": {"q": "a" * 5000, "source": "en", "target": "es"}}, 413, "The request body exceeds the limit of 4096 bytes"),
-}  # fmt: skip
+    "no q": (ask(q=None), 400, "Invalid request: missing q"),
+    "q a number": (ask(q=3), 400, "Invalid request: q must be"),
+    "q a list of lists": (ask(q=[["a"]]), 400, "Invalid request: q must be"),
+    "no source": (ask(source=None), 400, "Invalid request: missing source"),
+    "no target": (ask(target=None), 400, "Invalid request: missing target"),
+    "another pair": (ask(source="fr"), 400, "This server translates en to es, not fr to es"),
+    "reversed pair": (ask(source="es", target="en"), 400, "This server translates en to es"),
+    "html": (ask(format="html"), 400, "Format 'html' is not supported"),
+    "beam 0": (ask(beam_size=0), 400, "Invalid request: beam_size must be an integer from 1"),
+    "beam a word": (ask(beam_size="wide"), 400, "Invalid request: beam_size"),
+    "alternatives 99": (ask(alternatives=99), 400, "Invalid request: alternatives"),
+    "over the batch limit": (ask(q=["a"] * 9), 400, "Invalid request: 9 texts exceed the batch"),
+    "over the char limit": (ask(q=["a" * 300] * 3), 400, TOO_LONG),
+    "over the body limit": (ask(q="a" * 5000), 413, "The request body exceeds the limit of 4096"),
+}
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -175,9 +187,8 @@ def test_concurrent_single_sentences_are_batched(served, expected):
     barrier, answers = threading.Barrier(32), {}
 
     def client(sentence: str) -> None:
-        with httpx.Client() as http:
-            barrier.wait()
-            answers[sentence] = translate(served, q=sentence).json()["translatedText"]
+        barrier.wait()
+        answers[sentence] = translate(served, q=sentence).json()["translatedText"]
 
     threads = [threading.Thread(target=client, args=(s,)) for s in SENTENCES[:32]]
     for thread in threads:
@@ -228,3 +239,37 @@ def test_a_missing_model_is_one_line_and_exit_1(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("nmtpipe serve: error: ")
     assert json.dumps(str(tmp_path / "none"))[1:-1] in result.stderr
+
+
+def test_the_page_translates_as_you_type_in_chromium(served, expected):
+    """Headless Chromium (Debian's, driven by Playwright), offline: type a sentence, see its
+    translation and the heat map of its attention."""
+    from tests.browser import ARTIFACTS, need_chromium
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    sentence = SENTENCES[3]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=need_chromium(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page()
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_() if route.request.url.startswith(served) else route.abort()
+            ),
+        )
+        page.goto(served)
+        page.wait_for_function("document.getElementById('pair').textContent.length > 0")
+        assert page.text_content("#pair") == "English → Spanish"
+        page.type("#source", sentence, delay=20)  # translated as it is typed: wait for the end
+        done = "([id, text]) => document.getElementById(id).textContent === text"
+        page.wait_for_function(done, arg=["translation", expected[sentence]], timeout=30_000)
+        pieces = httpx.post(f"{served}/attention", json={"q": sentence}).json()["target"]
+        rows = f"document.querySelectorAll('#attention tbody tr').length === {len(pieces)}"
+        page.wait_for_function(rows, timeout=30_000)
+        assert page.locator("#attention tbody th").all_text_contents()[-1] == "</s>"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
+        browser.close()
