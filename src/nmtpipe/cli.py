@@ -34,6 +34,10 @@ COMMANDS = {
         "write a preset's values into params.yaml (--list: presets)",
     ),
     "bench": ("nmtpipe.bench.cli", "training/translation speed vs the machine's matmul roof"),
+    "bench-serve": (
+        "nmtpipe.bench.serve",
+        "batch translation rates, and a server's latency and throughput under load",
+    ),
     "bench-scale": (
         "nmtpipe.bench.scale",
         "each data stage's peak memory and time at 1x and 10x a corpus",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from nmtpipe.bench.serve import server_process
 from nmtpipe.config import ExportConfig
 from tests.serving.conftest import PAIRS
 
@@ -20,30 +20,6 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 LIMITS = ["--char-limit", "600", "--batch-limit", "8", "--body-limit", "4096"]
 SENTENCES = [s for s, _ in PAIRS[300:340]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(log: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    """A `nmtpipe serve` process and its URL, once /health answers."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "nmtpipe", "serve", "--port", str(port), *args]
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"the server did not start: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +36,9 @@ def exported(trained_dir, tmp_path_factory) -> Path:
 def served(exported, tmp_path_factory):
     """The URL of a server of the CTranslate2 model, with small limits."""
     log = tmp_path_factory.mktemp("serve_log") / "server.log"
-    proc, url = start_server(log, "--model", str(exported), *LIMITS)
-    yield url
-    proc.terminate()
-    assert proc.wait(30) == -signal.SIGTERM and "Traceback" not in log.read_text()
+    with server_process(["--model", str(exported), *LIMITS], log) as (proc, url):
+        yield url
+    assert proc.returncode == -signal.SIGTERM and "Traceback" not in log.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +181,7 @@ def test_api_key_then_sigterm_answers_the_request_in_flight(trained_dir, tmp_pat
     """The TensorFlow engine with an API key; SIGTERM while a long request is translated:
     the request is answered in full, then the server exits."""
     log = tmp_path / "server.log"
-    proc, url = start_server(log, "--model", str(trained_dir), "--api-key", "s3cret")
-    try:
+    with server_process(["--model", str(trained_dir), "--api-key", "s3cret"], log) as (proc, url):
         assert_refused(translate(url, q="hello"), 403, "Invalid API key")
         assert_refused(translate(url, q="hello", api_key="guess"), 403, "Invalid API key")
         assert translate(url, q="hello", api_key="s3cret").status_code == 200
@@ -225,8 +199,6 @@ def test_api_key_then_sigterm_answers_the_request_in_flight(trained_dir, tmp_pat
         assert result["r"].status_code == 200 and len(result["r"].json()["translatedText"]) == 120
         # uvicorn shuts down, then ends by the signal it caught (as a process manager expects)
         assert proc.wait(30) == -signal.SIGTERM and "Traceback" not in log.read_text()
-    finally:
-        proc.kill()
 
 
 def test_a_missing_model_is_one_line_and_exit_1(tmp_path):
@@ -273,3 +245,19 @@ def test_the_page_translates_as_you_type_in_chromium(served, expected):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
         browser.close()
+
+
+def test_bench_serve_prints_every_figure(exported, tmp_path, capsys):
+    from nmtpipe.bench.serve import main
+
+    (tmp_path / "in.txt").write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    main(["--model", str(exported), "--input", str(tmp_path / "in.txt"), "--lines", "100",
+          "--beam", "3", "--idle", "10", "--clients", "4", "--requests", "40",
+          "--work", str(tmp_path / "work"), "--json", str(tmp_path / "f.json")])  # fmt: skip
+    figures = json.loads((tmp_path / "f.json").read_text())
+    assert figures["batch_greedy"]["sentences"] == figures["batch_beam3"]["sentences"] == 100
+    assert figures["server"]["engine"] == "ctranslate2" and figures["idle"]["requests"] == 10
+    assert (figures["load"]["requests"], figures["load"]["failed"]) == (40, 0)
+    assert figures["load"]["translator_batches"]["texts"] == 10 + 40
+    assert 0 < figures["idle"]["p50_ms"] <= figures["idle"]["p99_ms"]
+    assert "share_of_batch_greedy" in capsys.readouterr().out
