@@ -102,6 +102,7 @@ def test_bench_prints_and_writes_every_figure(pipeline, capsys):
     assert translate["sentences"] == 6 and translate["batch_size"] == 4
     assert translate["greedy_tensorflow_sentences_per_s"] > 0
     assert translate["beam3_tensorflow_sentences_per_s"] > 0
+    assert 0 <= translate["greedy_tensorflow_bleu"] <= 100
     assert translate["ctranslate2"] == "not measured: CTranslate2 has no RNN (model.arch rnn)"
     assert figures["memory"]["peak_rss_mib"] > 0
     assert figures["test"]["bleu"] == 1.5 and figures["test"]["chrf_signature"] == "nrefs:1|nc:6"
@@ -122,7 +123,12 @@ def test_bench_times_both_engines_where_the_model_has_a_ctranslate2_export(pipel
 
     from nmtpipe.bench.cli import ctranslate2_engine, translation
     from nmtpipe.config import load_params
+    from nmtpipe.evaluation.scoring import group_references, score_bleu
+    from nmtpipe.fileio import read_split
     from nmtpipe.modeldir import load_model_dir
+    from nmtpipe.search.settings import SearchSettings
+    from nmtpipe.search.tensorflow_engine import TensorFlowEngine
+    from nmtpipe.search.translator import translate_sentences
     from nmtpipe.serving.ctranslate2_export import export_ctranslate2
 
     trained, ct2 = load_model_dir(pipeline / "transformer"), pipeline / "export/ctranslate2"
@@ -132,10 +138,14 @@ def test_bench_times_both_engines_where_the_model_has_a_ctranslate2_export(pipel
     args = Namespace(split=pipeline / "split", sentences=6, batch_size=4, beam=2, rounds=1)
     args.ctranslate2 = ct2
     figures = translation(trained, args, load_params(pipeline / "params.yaml"))
-    rates = [f"{search}_{engine}_sentences_per_s" for search in ("greedy", "beam2")
-             for engine in ("tensorflow", "ctranslate2")]  # fmt: skip
-    assert list(figures) == ["sentences", "batch_size", "ctranslate2", *rates]
-    assert all(figures[name] > 0 for name in rates)
+    runs = [f"{search}_{engine}" for search in ("greedy", "beam2")
+            for engine in ("tensorflow", "ctranslate2")]  # fmt: skip
+    names = [f"{run}_{figure}" for run in runs for figure in ("sentences_per_s", "bleu")]
+    assert list(figures) == ["sentences", "batch_size", "ctranslate2", *names]
+    assert all(figures[f"{run}_sentences_per_s"] > 0 for run in runs)
+    sources, refs = group_references(*read_split(pipeline / "split", "test"))
+    hyps = translate_sentences(TensorFlowEngine(trained), sources[:6], SearchSettings(), 4)
+    assert figures["greedy_tensorflow_bleu"] == round(score_bleu(hyps, refs[:6]), 2)
     assert figures["ctranslate2"].startswith(f"{ct2} (int8, ")
     assert figures["ctranslate2"].endswith(" inter threads x 1 intra)")
 

@@ -251,16 +251,16 @@ def explain(figures: dict) -> list[str]:
 
 
 def translation(trained, args, params) -> dict:
-    """Sentences/s of greedy and beam search on up to args.sentences distinct test sources,
-    with the TensorFlow engine and, beside it, CTranslate2 where the model has an export
-    (args.ctranslate2); the "ctranslate2" figure says which, or why not."""
+    """Sentences/s and test BLEU of greedy and beam search on up to args.sentences distinct
+    test sources, with the TensorFlow engine and, beside it, CTranslate2 where the model
+    has an export (args.ctranslate2); the "ctranslate2" figure says which, or why not."""
     from nmtpipe.bench.timing import time_translation
-    from nmtpipe.evaluation.scoring import group_references
+    from nmtpipe.evaluation.scoring import group_references, score_bleu
     from nmtpipe.search.settings import SearchSettings
     from nmtpipe.search.tensorflow_engine import TensorFlowEngine
 
-    sources, _ = group_references(*read_split(args.split, "test"))
-    sources = sources[: args.sentences]
+    sources, refs = group_references(*read_split(args.split, "test"))
+    sources, refs = sources[: args.sentences], refs[: args.sentences]
     if not sources:
         raise ModelError(f"{split_files(args.split, 'test')[0]}: the test split is empty")
     batch_size = args.batch_size or params.evaluate.batch_size
@@ -273,8 +273,9 @@ def translation(trained, args, params) -> dict:
         settings = SearchSettings(beam, cfg.length_penalty, cfg.max_len_ratio)
         for engine in engines:
             log.info("translating %d test sentences (%s, %s)", len(sources), engine.name, name)
-            rate = time_translation(engine, sources, batch_size, settings, args.rounds)
+            rate, hyps = time_translation(engine, sources, batch_size, settings, args.rounds)
             figures[f"{name}_{engine.name}_sentences_per_s"] = round(rate, 1)
+            figures[f"{name}_{engine.name}_bleu"] = round(score_bleu(hyps, refs), 2)
     return figures
 
 

@@ -174,14 +174,14 @@ def _row(seconds: float, flops: int, steps: int, step_seconds: float) -> dict:
 
 def time_translation(
     engine: Engine, sources: list[str], batch_size: int, settings: SearchSettings, rounds: int
-) -> float:
-    """Sentences/s translating `sources` with either engine, the best of `rounds` runs
-    (after a warm-up batch that traces the TensorFlow decoder's graphs)."""
+) -> tuple[float, list[str]]:
+    """(sentences/s translating `sources` with either engine, the best of `rounds` runs
+    after a warm-up batch that traces the TensorFlow decoder's graphs; the translations)."""
     label = f"{engine.name} beam {settings.beam_size}"
     translate_sentences(engine, sources[:8], settings, batch_size, desc="warm-up")
     seconds = []
     for _ in range(rounds):
         started = time.perf_counter()
-        translate_sentences(engine, sources, settings, batch_size, desc=label)
+        hyps = translate_sentences(engine, sources, settings, batch_size, desc=label)
         seconds.append(time.perf_counter() - started)
-    return len(sources) / min(seconds)
+    return len(sources) / min(seconds), hyps
