@@ -32,6 +32,7 @@ from nmtpipe.training import distribute
 from nmtpipe.training.averaging import WeightAverage
 from nmtpipe.training.callbacks import TIMING, DevBleu, LearningRate, Throughput
 from nmtpipe.training.checkpoint import TrainingState, fingerprint
+from nmtpipe.training.optimizer import FusedAdam
 from nmtpipe.training.precision import choose_precision, dtype_policy
 from nmtpipe.training.schedules import learning_rate, schedule_callbacks
 from nmtpipe.training.transfer import prepare_model
@@ -237,10 +238,11 @@ def _model_config(params: Params, transfer: dict, stats: dict) -> dict:
 
 
 def compile_model(model, cfg: TrainConfig, steps_per_epoch: int) -> None:
-    """Adam (learning-rate schedule, its beta_2 and epsilon, gradient clipping) and the
+    """Adam (one kernel per variable: `optimizer.FusedAdam`; learning-rate schedule, its
+    beta_2 and epsilon, gradient clipping) and the
     model's own masked, smoothed loss (its cross_entropy metric is the plain per-token
     cross-entropy, comparable across label smoothing)."""
-    optimizer = keras.optimizers.Adam(
+    optimizer = FusedAdam(
         learning_rate(cfg, steps_per_epoch),
         beta_2=cfg.adam_beta2,
         epsilon=cfg.adam_epsilon,
