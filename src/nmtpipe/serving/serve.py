@@ -73,6 +73,7 @@ def main(argv=None) -> None:
             "pip install 'nmtpipe[serve]'"
         ) from None
     args = parse_args(argv)
+    os.environ.setdefault("NMTPIPE_PROGRESS", "0")  # no progress bar per batch served
     model = args.model or default_model(args.engine)
     engine = load_engine(model, args.engine, (args.src_lang, args.tgt_lang))
     settings: SearchSettings = search_settings(args)
