@@ -123,12 +123,16 @@ def make_app(
 
 def translator_call(engine, batch_size: int):
     """The batcher's call: a text per line in, one translation (or a list of up to n + 1
-    with n alternatives) per line out."""
+    with n alternatives) per line out; a call of a few lines is split so that each of
+    CTranslate2's workers gets a batch."""
+
+    workers = getattr(engine, "inter_threads", 1)  # CTranslate2 runs that many batches at once
 
     def call(lines: list[str], search: SearchSettings, alternatives: int) -> list:
+        size = min(batch_size, max(8, -(-len(lines) // workers)))  # a batch for each worker
         if alternatives:
-            return translate_nbest(engine, lines, search, alternatives + 1, batch_size)
-        return translate_sentences(engine, lines, search, batch_size, desc="serve")
+            return translate_nbest(engine, lines, search, alternatives + 1, size)
+        return translate_sentences(engine, lines, search, size, desc="serve")
 
     return call
 
