@@ -168,6 +168,7 @@ def parse_args(argv) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
         sentences = [s for s in args.input.read_text(encoding="utf-8").splitlines() if s.strip()]
     except (FileNotFoundError, UnicodeDecodeError) as err:
