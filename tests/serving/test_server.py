@@ -51,7 +51,8 @@ def expected(exported):
 
 
 def translate(url: str, **fields) -> httpx.Response:
-    return httpx.post(f"{url}/translate", json={"source": "en", "target": "es"} | fields)
+    body = {"source": "en", "target": "es"} | fields
+    return httpx.post(f"{url}/translate", json=body, timeout=60)  # a loaded CI machine
 
 
 def test_translates_a_string_a_list_lines_and_a_form(served, expected):
