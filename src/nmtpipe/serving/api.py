@@ -117,11 +117,10 @@ def translate_request(fields: dict, pair: tuple[str, str], limits: Limits) -> Tr
         raise ApiError(
             400, f"Invalid request: {chars} characters exceed the text limit ({limits.char_limit})."
         )
-    beam = fields.get("beam_size")
-    beam = None if beam is None else _integer(fields, "beam_size", 1, MAX_BEAM)
-    alternatives = (
-        _integer(fields, "alternatives", 0, MAX_ALTERNATIVES) if fields.get("alternatives") else 0
-    )
+    beam = None if fields.get("beam_size") is None else _integer(fields, "beam_size", 1, MAX_BEAM)
+    alternatives = 0  # absent, or blank in a form
+    if fields.get("alternatives"):
+        alternatives = _integer(fields, "alternatives", 0, MAX_ALTERNATIVES)
     return TranslateRequest(texts, as_list, beam, alternatives)
 
 

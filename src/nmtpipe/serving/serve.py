@@ -54,7 +54,8 @@ def parse_args(argv) -> argparse.Namespace:
         help="require this api_key in every request (default: $NMTPIPE_API_KEY, or none)",
     )
     args = parser.parse_args(argv)
-    positive = ("batch_size", "max_batch", "char_limit", "batch_limit", "body_limit", "timeout")
+    positive = ("beam", "batch_size", "max_batch", "char_limit", "batch_limit", "body_limit")
+    positive += ("timeout",)
     bad = [name for name in positive if getattr(args, name) <= 0]
     if bad or args.batch_wait_ms < 0 or not 0 <= args.port < 65536:
         parser.error(f"--{(bad or ['port'])[0].replace('_', '-')} is out of range")

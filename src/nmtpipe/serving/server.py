@@ -52,12 +52,13 @@ def make_app(
         await batcher.stop()  # after the requests in flight are answered
 
     app = FastAPI(title="nmtpipe", lifespan=lifespan, docs_url="/docs", redoc_url=None)
-    pair, in_flight = tuple(engine.pair), [0]
+    pair, in_flight, html = tuple(engine.pair), [0], PAGE.read_text(encoding="utf-8")
+    src, tgt = ({"code": code, "name": api.language_name(code)} for code in pair)
     add_error_handlers(app)
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
-        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+        return HTMLResponse(html)
 
     @app.get("/health")
     async def health():
@@ -73,12 +74,10 @@ def make_app(
 
     @app.get("/languages")
     async def languages():
-        src, tgt = ({"code": code, "name": api.language_name(code)} for code in pair)
         return [src | {"targets": [tgt["code"]]}, tgt | {"targets": []}]
 
     @app.get("/frontend/settings")
     async def frontend_settings():
-        src, tgt = ({"code": code, "name": api.language_name(code)} for code in pair)
         return {
             "charLimit": limits.char_limit,
             "batchLimit": limits.batch_limit,
@@ -179,14 +178,15 @@ async def within(limits: Limits, work):
 
 async def read_fields(request: Request, limits: Limits) -> dict:
     """The request's fields; a body over limits.body_bytes is a 413 (read no further)."""
+    too_big = ApiError(413, f"The request body exceeds the limit of {limits.body_bytes} bytes.")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.body_bytes:
-        raise ApiError(413, f"The request body exceeds the limit of {limits.body_bytes} bytes.")
+        raise too_big
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limits.body_bytes:
-            raise ApiError(413, f"The request body exceeds the limit of {limits.body_bytes} bytes.")
+            raise too_big
     return api.parse_body(bytes(body), request.headers.get("content-type", "application/json"))
 
 

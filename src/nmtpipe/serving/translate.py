@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from nmtpipe.errors import ConfigError, DataError
+from nmtpipe.errors import DataError
 from nmtpipe.modeldir import CT2_DIR, is_ctranslate2_dir
 from nmtpipe.search.settings import SearchSettings
 from nmtpipe.search.translator import ENGINES, load_engine, translate_sentences
@@ -67,8 +67,7 @@ def parse_search_args(parser: argparse.ArgumentParser) -> None:
 
 
 def search_settings(args: argparse.Namespace) -> SearchSettings:
-    if args.beam < 1:
-        raise ConfigError(f"--beam must be at least 1, not {args.beam}")
+    """The SearchSettings of parse_search_args' options (checked by each command's parser)."""
     return SearchSettings(args.beam, args.length_penalty, args.max_len_ratio)
 
 

@@ -14,6 +14,7 @@ Same variables too (iterations, the moments), so checkpoints of either resume in
 the other. Gradient clipping and the learning-rate schedule stay Keras'. A sparse
 gradient (a source embedding's rows) keeps Keras' own update: Keras moves only the
 moments of the rows in the batch, which ApplyAdam (dense) would not.
+
 Training's optimizer (`train.compile_model`); tests/training/test_distribute.py checks
 it under MirroredStrategy too.
 """
